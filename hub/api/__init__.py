@@ -1,0 +1,20 @@
+"""The REST API under `/hub/api`. Each module ends with its own `routes`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hub.api import groups, root, servers, tokens, users
+from hub.api.base import API404
+
+
+def all_routes() -> list[tuple[str, Any]]:
+    """Every API route, relative to the hub prefix, with the 404 catch-all last."""
+    return [
+        *root.routes,
+        *users.routes,
+        *tokens.routes,
+        *groups.routes,
+        *servers.routes,
+        (r"/api/.*", API404),
+    ]

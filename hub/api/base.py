@@ -1,0 +1,277 @@
+"""The base for every REST API handler: credentials, JSON in and out, errors.
+
+Handlers stay thin: parse the request, declare the scope they need with
+`needs_scope`, run a unit of work from `hub.ops` through `self.db.run`, and
+write the result. This module is the one place that turns exceptions into the
+`{"status": N, "message": "..."}` error shape.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import orjson
+from tornado import web
+
+from hub.db.engine import Database
+from hub.errors import AtriumError, BadRequest, Forbidden, PayloadTooLarge, Unauthorized
+from hub.log import bounded, redact
+from hub.ops.context import HubContext
+from hub.ops.identity import resolve_token
+from hub.rbac import scopes
+from hub.rbac.access import Requester
+from hub.state import HubState
+
+log = logging.getLogger("hub.api")
+access_log = logging.getLogger("hub.access")
+
+PAGINATION_MEDIA_TYPE = "application/jupyterhub-pagination+json"
+
+H = TypeVar("H", bound="APIHandler")
+Method = Callable[..., Awaitable[None]]
+
+
+def needs_scope(*required: str) -> Callable[[Method], Method]:
+    """Declare the scopes a handler method needs (any one of them).
+
+    Names are checked against the scope table when the module is imported, so a
+    typo fails at start-up, not on the first request. Holding the scope for
+    *some* resource passes this gate; the unit of work then checks the specific
+    user, server or group (not visible -> 404).
+    """
+    for scope in required:
+        if scope not in scopes.SCOPES:
+            raise ValueError(f"needs_scope: unknown scope {scope!r}")
+
+    def decorator(method: Method) -> Method:
+        @functools.wraps(method)
+        async def wrapper(self: APIHandler, *args: Any, **kwargs: Any) -> None:
+            req = self.requester
+            if req is None:
+                raise Unauthorized()
+            if not req.has_any(required):
+                raise Forbidden(
+                    f"Action is not authorized with current scopes; requires any of "
+                    f"[{', '.join(required)}]"
+                )
+            await method(self, *args, **kwargs)
+
+        wrapper.__scopes__ = required  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorator
+
+
+class APIHandler(web.RequestHandler):
+    """Authenticates the request and speaks JSON."""
+
+    requester: Requester | None = None
+
+    @property
+    def req(self) -> Requester:
+        """The authenticated requester (only inside a `needs_scope` method)."""
+        if self.requester is None:
+            raise Unauthorized()
+        return self.requester
+
+    @property
+    def hub(self) -> HubState:
+        return self.settings["atrium"]  # type: ignore[no-any-return]
+
+    @property
+    def db(self) -> Database:
+        return self.hub.db
+
+    @property
+    def ctx(self) -> HubContext:
+        return self.hub.ctx
+
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("Content-Security-Policy", "frame-ancestors 'none'; default-src 'none'")
+
+    def check_xsrf_cookie(self) -> None:
+        # token-authenticated API calls carry no ambient credentials
+        return
+
+    async def prepare(self) -> None:
+        self._started = time.perf_counter()
+        body = self.request.body
+        if body and len(body) > self.hub.max_body_size:
+            raise PayloadTooLarge(
+                f"Request body too large ({len(body)} bytes, at most {self.hub.max_body_size})"
+            )
+        token = self.token_from_request()
+        if token:
+            self.requester = await self.db.run(resolve_token, self.ctx.roles, token)
+
+    def token_from_request(self) -> str | None:
+        header = self.request.headers.get("Authorization", "")
+        if header:
+            kind, _, value = header.partition(" ")
+            if kind.lower() in {"token", "bearer"} and value.strip():
+                return value.strip()
+            return None
+        # ?token= is accepted for compatibility (websockets cannot set headers)
+        return self.get_query_argument("token", None)
+
+    # --- input -------------------------------------------------------------
+
+    def json_body(self, *, allow_empty: bool = False) -> Any:
+        """The parsed JSON body; BadRequest if it is not valid JSON."""
+        body = self.request.body
+        if not body or not body.strip():
+            if allow_empty:
+                return None
+            raise BadRequest("Request body must be JSON")
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError as e:
+            raise BadRequest(
+                f"Request body is not valid JSON: {e.msg} at position {e.pos}"
+            ) from None
+
+    def json_object(self, *, allow_empty: bool = False) -> dict[str, Any]:
+        data = self.json_body(allow_empty=allow_empty)
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            raise BadRequest("Request body must be a JSON object")
+        return data
+
+    def int_argument(self, name: str, default: int) -> int:
+        raw = self.get_query_argument(name, None)
+        if raw is None:
+            return default
+        try:
+            return int(raw)
+        except ValueError:
+            raise BadRequest(f"{name} must be an integer, not {bounded(raw, 20)}") from None
+
+    @property
+    def accepts_pagination(self) -> bool:
+        return PAGINATION_MEDIA_TYPE in self.request.headers.get("Accept", "")
+
+    def pagination(self) -> tuple[int, int]:
+        """offset and limit from the query, clamped like JupyterHub does."""
+        max_limit = self.ctx.page_max_limit
+        default = self.ctx.page_default_limit if self.accepts_pagination else max_limit
+        offset = self.int_argument("offset", 0)
+        limit = self.int_argument("limit", default)
+        if offset < 0:
+            raise BadRequest("offset must not be negative")
+        return offset, max(1, min(limit, max_limit))
+
+    def paginated(self, items: list[Any], offset: int, limit: int, total: int) -> dict[str, Any]:
+        from urllib.parse import urlencode
+
+        next_page = None
+        if offset + limit < total:
+            args = {k: self.get_query_argument(k) for k in self.request.query_arguments}
+            args.update(offset=str(offset + limit), limit=str(limit))
+            next_page = {
+                "offset": offset + limit,
+                "limit": limit,
+                "url": f"{self.request.protocol}://{self.request.host}{self.request.path}"
+                f"?{urlencode(args)}",
+            }
+        return {
+            "items": items,
+            "_pagination": {"offset": offset, "limit": limit, "total": total, "next": next_page},
+        }
+
+    # --- output ------------------------------------------------------------
+
+    def write_json(self, data: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(orjson.dumps(data))
+
+    def no_content(self) -> None:
+        self.set_status(204)
+        self.clear_header("Content-Type")
+        self.finish()
+
+    # --- errors ------------------------------------------------------------
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, AtriumError):
+            if value.status >= 500:
+                log.error("%s %s: %s", self.request.method, self._log_path(), value.log_message)
+            else:
+                log.info(
+                    "%s %s -> %s: %s",
+                    self.request.method,
+                    self._log_path(),
+                    value.status,
+                    value.log_message,
+                )
+        elif isinstance(value, web.HTTPError):
+            log.info("%s %s -> %s", self.request.method, self._log_path(), value.status_code)
+        else:
+            log.error(
+                "Uncaught error in %s %s",
+                self.request.method,
+                self._log_path(),
+                exc_info=(typ, value, tb),
+            )
+
+    def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, AtriumError):
+            status_code = exc.status
+        super().send_error(status_code, **kwargs)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, AtriumError):
+            message = exc.message
+        elif isinstance(exc, web.HTTPError) and exc.log_message and status_code < 500:
+            message = exc.log_message % exc.args if exc.args else exc.log_message
+        else:
+            message = self._reason
+        if status_code == 503:
+            self.set_header("Retry-After", "5")
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(orjson.dumps({"status": status_code, "message": message}))
+
+    def _log_path(self) -> str:
+        return bounded(redact(self.request.uri or ""), 200)
+
+    def on_finish(self) -> None:
+        started = getattr(self, "_started", None)
+        duration = (time.perf_counter() - started) * 1000 if started else 0.0
+        status = self.get_status()
+        level = logging.DEBUG if status < 400 else logging.INFO
+        if status >= 500:
+            level = logging.ERROR
+        if access_log.isEnabledFor(level):
+            who = self.requester.name if self.requester else "-"
+            access_log.log(
+                level,
+                "%d %s %s (%s) %.2fms",
+                status,
+                self.request.method,
+                self._log_path(),
+                bounded(who, 64),
+                duration,
+                extra={
+                    "status": status,
+                    "method": self.request.method,
+                    "path": self._log_path(),
+                    "duration_ms": round(duration, 2),
+                    "user": who,
+                },
+            )
+
+
+class API404(APIHandler):
+    """Anything under /hub/api that matched no route."""
+
+    async def prepare(self) -> None:
+        raise web.HTTPError(404, "No such API endpoint: %s", bounded(self.request.path, 200))

@@ -1,0 +1,128 @@
+"""`/hub/api/users`, `/hub/api/users/{name}` and `/hub/api/users/{name}/activity`."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from tornado import web
+
+from hub.api.base import APIHandler, needs_scope
+from hub.errors import BadRequest
+from hub.log import bounded
+from hub.ops import users as user_ops
+from hub.ops.models import USER_READ_SCOPES
+
+STATES = {"active", "ready", "inactive"}
+MAX_BULK_USERS = 10_000
+
+
+class UserListAPIHandler(APIHandler):
+    @needs_scope("list:users")
+    async def get(self) -> None:
+        state = self.get_query_argument("state", None)
+        if state is not None and state not in STATES:
+            raise BadRequest(
+                f"state must be one of active, ready, inactive; not {bounded(state, 20)}"
+            )
+        sort = self.get_query_argument("sort", "id")
+        descending = sort.startswith("-")
+        key = sort.lstrip("-")
+        if key not in user_ops.SORT_KEYS:
+            raise BadRequest(
+                "sort must be id, name or last_activity (prefix - to reverse), "
+                f"not {bounded(sort, 30)}"
+            )
+        name_filter = self.get_query_argument("name_filter", None)
+        if name_filter is not None and len(name_filter) > 256:
+            raise BadRequest("name_filter is too long")
+        offset, limit = self.pagination()
+        paginate = self.accepts_pagination
+        query = user_ops.UserQuery(
+            offset=offset,
+            limit=limit,
+            state=cast(user_ops.StateFilter, state),
+            name_filter=name_filter,
+            sort=key,
+            descending=descending,
+            include_stopped=self.get_query_argument("include_stopped_servers", None) is not None,
+            count=paginate,
+        )
+        items, total = await self.db.run(user_ops.list_users, self.ctx, self.req, query)
+        if paginate:
+            assert total is not None
+            self.write_json(self.paginated(items, offset, limit, total))
+        else:
+            self.write_json(items)
+
+    @needs_scope("admin:users")
+    async def post(self) -> None:
+        data = self.json_object()
+        unknown = set(data) - {"usernames", "admin"}
+        if unknown:
+            raise BadRequest(
+                f"unknown field(s): {', '.join(sorted(bounded(k, 32) for k in unknown))}"
+            )
+        names = data.get("usernames")
+        if not isinstance(names, list) or not names:
+            raise BadRequest("Must specify at least one user to create in usernames")
+        if len(names) > MAX_BULK_USERS:
+            raise BadRequest(f"At most {MAX_BULK_USERS} users per request")
+        created = await self.db.run(
+            user_ops.create_users, self.ctx, self.req, names, data.get("admin", False)
+        )
+        self.write_json(created, 201)
+
+
+class UserAPIHandler(APIHandler):
+    @needs_scope(*USER_READ_SCOPES)
+    async def get(self, name: str) -> None:
+        include_stopped = self.get_query_argument("include_stopped_servers", None) is not None
+        model = await self.db.run(user_ops.get_user, self.ctx, self.req, name, include_stopped)
+        self.write_json(model)
+
+    @needs_scope("admin:users")
+    async def post(self, name: str) -> None:
+        data = self.json_object(allow_empty=True)
+        unknown = set(data) - {"admin"}
+        if unknown:
+            raise BadRequest(
+                f"unknown field(s): {', '.join(sorted(bounded(k, 32) for k in unknown))}"
+            )
+        created = await self.db.run(
+            user_ops.create_users, self.ctx, self.req, [name], data.get("admin", False)
+        )
+        self.write_json(created[0], 201)
+
+    @needs_scope("admin:users")
+    async def patch(self, name: str) -> None:
+        data = self.json_object()
+        if not data:
+            raise BadRequest("Nothing to change: send name, admin or groups")
+        model = await self.db.run(user_ops.update_user, self.ctx, self.req, name, data)
+        self.write_json(model)
+
+    @needs_scope("delete:users")
+    async def delete(self, name: str) -> None:
+        await self.db.run(user_ops.delete_user, self.req, name)
+        self.no_content()
+
+
+class ActivityAPIHandler(APIHandler):
+    @needs_scope("users:activity")
+    async def post(self, name: str) -> None:
+        body: Any = self.json_body()
+        await self.db.run(user_ops.record_activity, self.req, name, body)
+        self.no_content()
+
+
+class UserNameRequired(APIHandler):
+    async def prepare(self) -> None:
+        raise web.HTTPError(400, "A user name is required in the URL")
+
+
+routes = [
+    (r"/api/users", UserListAPIHandler),
+    (r"/api/users/", UserNameRequired),
+    (r"/api/users/([^/]+)", UserAPIHandler),
+    (r"/api/users/([^/]+)/activity", ActivityAPIHandler),
+]

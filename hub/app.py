@@ -1,0 +1,255 @@
+"""The `atrium` command: wiring only.
+
+Start-up is a pipeline of small steps, each in its own module:
+config (`hub.settings`) -> logging (`hub.log`) -> secrets (`hub.secretfiles`) ->
+database (`hub.db`) -> roles and first admin (`hub.bootstrap`) -> spawners
+(`hub.spawn`) -> routes (`hub.web`) -> listen. Subcommands: `upgrade-db`,
+`generate-config`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from tornado.httpserver import HTTPServer
+from traitlets import Bool, TraitError, Unicode
+from traitlets.config import Application
+
+import hub
+from hub import bootstrap, secretfiles
+from hub.db import migrate
+from hub.db.engine import Database
+from hub.errors import ConfigError
+from hub.log import setup_logging
+from hub.ops.context import HubContext
+from hub.ops.servers import ServerRef
+from hub.rbac.roles import RoleTable
+from hub.settings import Hub
+from hub.spawn import Orchestrator, SpawnTimeouts
+from hub.state import HubState
+from spawners.base import Spawner
+
+log = logging.getLogger("atrium")
+
+DB_URL_ENV = "ATRIUM_DB_URL"
+
+aliases = {
+    "ip": "Hub.ip",
+    "port": "Hub.port",
+    "base-url": "Hub.base_url",
+    "db": "Hub.db_url",
+    "log-level": "Application.log_level",
+    "log-format": "Hub.log_format",
+    "config": "AtriumApp.config_file",
+    "f": "AtriumApp.config_file",
+}
+
+
+class _Base(Application):
+    """Shared by the hub and its subcommands: config file, logging, database URL."""
+
+    config_file = Unicode(
+        "atrium_config.py", help="The config file to load (Python, c.Hub.port = 8000 style)."
+    ).tag(config=True)
+    aliases = aliases
+    classes = [Hub, Spawner]
+
+    def _log_level_default(self) -> int:
+        return logging.INFO
+
+    def _configure_logging(self) -> None:
+        setup_logging(self.log_level, getattr(self, "_log_format", "text"))  # type: ignore[arg-type]
+
+    def initialize(self, argv: list[str] | None = None) -> None:
+        super().initialize(argv)
+        if self.subapp is not None:
+            return
+        path = Path(self.config_file)
+        explicit = any("config_file" in self.cli_config.get(k, {}) for k in ("AtriumApp", "_Base"))
+        if path.exists():
+            self.load_config_file(str(path))
+        elif explicit:
+            raise ConfigError(f"config file not found: {path}")
+        # command-line flags win over the config file
+        self.update_config(self.cli_config)
+        self.settings = Hub(config=self.config)
+        if os.environ.get(DB_URL_ENV):
+            self.settings.db_url = os.environ[DB_URL_ENV]
+        self._log_format = self.settings.log_format
+        self._configure_logging()
+
+
+class UpgradeDB(_Base):
+    name = "atrium-upgrade-db"
+    description = "Upgrade the database schema to this version of Atrium (backs up SQLite first)."
+
+    def start(self) -> None:
+        db = Database(self.settings.db_url)
+        try:
+            if migrate.is_empty(db.engine):
+                migrate.upgrade(db.engine)
+                print("Created a new database at the current schema.")
+                return
+            before = migrate.current_revision(db.engine)
+            head = migrate.head_revision()
+            if before == head:
+                print(f"The database is already at the current schema ({head}).")
+                return
+            backup = migrate.backup_sqlite(db.url)
+            if backup is not None:
+                print(f"Backed up the database to {backup}")
+            migrate.upgrade(db.engine)
+            print(f"Upgraded the database from {before} to {head}.")
+        finally:
+            db.close()
+
+
+class GenerateConfig(_Base):
+    name = "atrium-generate-config"
+    description = "Write a config file with every setting, commented, and its help."
+    output = Unicode(
+        "atrium_config.py", help="Where to write the config file ('-' for standard output)."
+    ).tag(config=True)
+    force = Bool(False, help="Overwrite an existing file.").tag(config=True)
+    flags = {"force": ({"GenerateConfig": {"force": True}}, "Overwrite an existing file.")}
+    aliases = {**aliases, "output": "GenerateConfig.output", "o": "GenerateConfig.output"}
+
+    def start(self) -> None:
+        text = AtriumApp(config=self.config).generate_config_file()
+        target = Path(self.output)
+        if self.output == "-":
+            sys.stdout.write(text)
+            return
+        if target.exists() and not self.force:
+            raise ConfigError(f"{target} exists; use --force to overwrite it")
+        target.write_text(text)
+        print(f"Wrote {target}")
+
+
+class AtriumApp(_Base):
+    name = "atrium"
+    version = hub.__version__
+    description = "Atrium: a multi-user Jupyter hub. Runs the hub."
+    subcommands = {
+        "upgrade-db": (UpgradeDB, UpgradeDB.description),
+        "generate-config": (GenerateConfig, GenerateConfig.description),
+    }
+
+    def build(self) -> tuple[HubState, Any, bootstrap.InitialAdmin]:
+        """Every start-up step before listening; returns the state, the app and the admin."""
+        from hub.web import make_app
+
+        s = self.settings
+        secrets = secretfiles.load_secrets(
+            Path(s.cookie_secret_file), Path(s.proxy_auth_token_file)
+        )
+        roles = RoleTable.from_config(s.load_roles)
+        db = Database(s.db_url, pool_size=s.db_pool_size)
+        migrate.check_current(db.engine)
+        with db.session() as session:
+            bootstrap.sync_roles(session, s.load_roles)
+            admin = bootstrap.ensure_initial_admin(
+                session, s.initial_admin_name, s.initial_admin_password
+            )
+        ctx = HubContext(
+            base_url=s.base_url,
+            roles=roles,
+            page_default_limit=min(s.api_page_default_limit, s.api_page_max_limit),
+            page_max_limit=s.api_page_max_limit,
+            token_expires_in_max=s.token_expires_in_max_seconds,
+            allow_named_servers=s.allow_named_servers,
+            named_server_limit_per_user=s.named_server_limit_per_user,
+        )
+        factory = None
+        if s.spawner_class is not None:
+            spawner_class = s.spawner_class
+
+            def factory(ref: ServerRef) -> Spawner:
+                return spawner_class(  # type: ignore[no-any-return]
+                    user_name=ref.user_name,
+                    server_name=ref.name,
+                    user_options=ref.user_options,
+                    config=self.config,
+                )
+
+        orchestrator = Orchestrator(
+            db, ctx, factory, SpawnTimeouts(s.slow_spawn_timeout, s.slow_stop_timeout)
+        )
+        state = HubState(
+            db=db,
+            ctx=ctx,
+            orchestrator=orchestrator,
+            max_body_size=s.max_body_size,
+            allow_password_token_requests=s.allow_password_token_requests,
+        )
+        return state, make_app(state, s.base_url, secrets.cookie_secret), admin
+
+    def start(self) -> None:
+        if self.subapp is not None:
+            self.subapp.start()
+            return
+        asyncio.run(self.serve())
+
+    async def serve(self) -> None:
+        state, app, admin = self.build()
+        s = self.settings
+        server = HTTPServer(app, xheaders=True, max_body_size=s.max_body_size + 1024)
+        server.listen(s.port, s.ip)
+        url = f"http://{s.ip}:{s.port}{s.base_url}hub/"
+        log.info("Atrium %s is running at %s", hub.__version__, url)
+        print_welcome(url, admin)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("Shutting down")
+        server.stop()
+        if s.cleanup_servers:
+            await state.orchestrator.stop_all()
+        await state.orchestrator.shutdown()
+        await server.close_all_connections()
+        state.db.close()
+        log.info("Stopped")
+
+
+def print_welcome(url: str, admin: bootstrap.InitialAdmin) -> None:
+    """On first start, tell the person at the terminal how to log in (once)."""
+    if not admin.created:
+        return
+    lines = [
+        "",
+        f"  Atrium is running at {url}",
+        f"  Admin user:  {admin.name}",
+    ]
+    if admin.password is not None:
+        lines.append(f"  Password:    {admin.password}    (shown only this once)")
+    else:
+        lines.append("  Password:    the one you configured")
+    api = url + "api"
+    lines += [
+        "  Get an API token:",
+        f'    curl -X POST -d \'{{"auth": {{"username": "{admin.name}", '
+        f'"password": "PASSWORD"}}}}\' {api}/users/{admin.name}/tokens',
+        f"  Then: hub-admin --url {url} --token TOKEN user list",
+        "",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        app = AtriumApp.instance()
+        app.initialize(argv)
+        app.start()
+    except (ConfigError, TraitError) as e:
+        print(f"atrium: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        pass

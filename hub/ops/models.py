@@ -1,0 +1,134 @@
+"""JSON models in JupyterHub's shapes, trimmed to what the requester may read."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from hub.db.models import APIToken, Server
+from hub.ops.context import HubContext
+from hub.rbac.access import Requester
+from hub.timeutil import isoformat
+
+# which keys of a user model each scope reveals
+USER_KEYS: dict[str, frozenset[str]] = {
+    "read:users": frozenset(
+        {
+            "kind",
+            "name",
+            "admin",
+            "roles",
+            "groups",
+            "server",
+            "pending",
+            "created",
+            "last_activity",
+        }
+    ),
+    "read:users:name": frozenset({"kind", "name", "admin"}),
+    "read:users:groups": frozenset({"kind", "name", "groups"}),
+    "read:users:activity": frozenset({"kind", "name", "last_activity"}),
+    "read:servers": frozenset({"kind", "name", "servers"}),
+    "read:roles:users": frozenset({"kind", "name", "roles", "admin"}),
+    "admin:auth_state": frozenset({"kind", "name", "auth_state"}),
+}
+USER_READ_SCOPES = tuple(USER_KEYS)
+
+GROUP_KEYS: dict[str, frozenset[str]] = {
+    "read:groups": frozenset({"kind", "name", "properties", "users"}),
+    "read:groups:name": frozenset({"kind", "name"}),
+    "read:roles:groups": frozenset({"kind", "name", "roles"}),
+}
+GROUP_READ_SCOPES = tuple(GROUP_KEYS)
+
+
+def is_active(server: Server) -> bool:
+    return server.started is not None or server.pending is not None
+
+
+def server_model(
+    ctx: HubContext, req: Requester, user_name: str, server: Server, user_groups: Iterable[str]
+) -> dict[str, Any]:
+    ready = server.started is not None and server.pending is None
+    model: dict[str, Any] = {
+        "name": server.name,
+        "full_name": f"{user_name}/{server.name}",
+        "last_activity": isoformat(server.last_activity),
+        "started": isoformat(server.started),
+        "pending": server.pending,
+        "ready": ready,
+        "stopped": not is_active(server),
+        "url": ctx.user_url(user_name, server.name),
+        "user_options": server.user_options,
+        "progress_url": ctx.progress_url(user_name, server.name),
+        "full_url": None,
+        "full_progress_url": None,
+    }
+    if req.allows(
+        "admin:server_state", server=f"{user_name}/{server.name}", user_groups=user_groups
+    ):
+        model["state"] = server.state
+    return model
+
+
+def user_model(
+    ctx: HubContext,
+    req: Requester,
+    *,
+    name: str,
+    admin: bool,
+    created: Any,
+    last_activity: Any,
+    groups: list[str],
+    assigned_roles: Iterable[str],
+    servers: Iterable[Server],
+    include_stopped: bool = False,
+) -> dict[str, Any]:
+    """A user model with only the keys `req` may read (empty if none)."""
+    allowed: set[str] = set()
+    for scope, keys in USER_KEYS.items():
+        if req.allows(scope, user=name, user_groups=groups):
+            allowed |= keys
+    if not allowed:
+        return {}
+    servers = list(servers)
+    default = next((s for s in servers if s.name == ""), None)
+    running = default is not None and default.started is not None and default.pending is None
+    full: dict[str, Any] = {
+        "kind": "user",
+        "name": name,
+        "admin": admin,
+        "roles": ctx.roles.user_roles(admin, assigned_roles),
+        "groups": groups,
+        "server": ctx.user_url(name) if running else None,
+        "pending": default.pending if default is not None else None,
+        "created": isoformat(created),
+        "last_activity": isoformat(last_activity),
+        "auth_state": None,
+    }
+    model = {k: v for k, v in full.items() if k in allowed}
+    visible = {}
+    for server in servers:
+        if (is_active(server) or include_stopped) and req.allows(
+            "read:servers", server=f"{name}/{server.name}", user_groups=groups
+        ):
+            visible[server.name] = server_model(ctx, req, name, server, groups)
+    if "servers" in allowed or visible:
+        model["servers"] = visible
+    return model
+
+
+def token_model(token: APIToken, owner_kind: str, owner_name: str) -> dict[str, Any]:
+    return {
+        owner_kind: owner_name,
+        "id": f"a{token.id}",
+        "kind": "api_token",
+        "roles": [],
+        "scopes": sorted(token.scopes),
+        "created": isoformat(token.created),
+        "last_activity": isoformat(token.last_activity),
+        "expires_at": isoformat(token.expires_at),
+        "note": token.note,
+        "session_id": token.session_id,
+        "oauth_client": token.client_id,
+    }

@@ -1,0 +1,193 @@
+"""Server rows: the database side of starting and stopping servers.
+
+`hub.spawn` drives the spawners and calls these to move a server through its
+states: stopped -> pending 'spawn' -> running -> pending 'stop' -> stopped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from hub.db.models import Server, User
+from hub.errors import BadRequest, NotFound
+from hub.log import bounded
+from hub.names import validate_server_name
+from hub.ops import audit
+from hub.ops.context import HubContext
+from hub.ops.users import find_visible_user
+from hub.rbac.access import Requester
+from hub.timeutil import utcnow
+
+MAX_USER_OPTIONS_KEYS = 100
+
+
+@dataclass(frozen=True)
+class ServerRef:
+    """Plain-data handle on a server row, passed between units of work."""
+
+    id: int
+    user_id: int
+    user_name: str
+    name: str
+    state: dict[str, Any]
+    user_options: dict[str, Any]
+    pending: str | None
+    started: bool
+    url: str | None
+
+    @property
+    def log_name(self) -> str:
+        return f"{self.user_name}/{self.name}" if self.name else self.user_name
+
+
+def _ref(server: Server, user_name: str) -> ServerRef:
+    return ServerRef(
+        server.id,
+        server.user_id,
+        user_name,
+        server.name,
+        dict(server.state or {}),
+        dict(server.user_options or {}),
+        server.pending,
+        server.started is not None,
+        server.url,
+    )
+
+
+def _check_options(options: object) -> dict[str, Any]:
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise BadRequest("user options must be a JSON object")
+    if len(options) > MAX_USER_OPTIONS_KEYS:
+        raise BadRequest(f"at most {MAX_USER_OPTIONS_KEYS} user options")
+    return options
+
+
+def lookup(
+    session: Session, req: Requester, user_name: str, server_name: str, scope: str
+) -> ServerRef | None:
+    """The server if it exists; 404 if the user is not visible for `scope`."""
+    user = find_visible_user(session, req, user_name, [scope])
+    groups = [g.name for g in user.groups]
+    if not req.allows(scope, server=f"{user_name}/{server_name}", user_groups=groups):
+        raise NotFound(f"No such server: {bounded(user_name, 64)}/{bounded(server_name, 64)}")
+    server = session.scalar(
+        select(Server).where(Server.user_id == user.id, Server.name == server_name)
+    )
+    return _ref(server, user.name) if server is not None else None
+
+
+def begin_spawn(
+    session: Session,
+    ctx: HubContext,
+    req: Requester,
+    user_name: str,
+    server_name: str,
+    options: object,
+) -> ServerRef:
+    """Mark a server pending spawn, creating its row if needed."""
+    server_name = validate_server_name(server_name)
+    if server_name and not ctx.allow_named_servers:
+        raise BadRequest("Named servers are not enabled on this hub")
+    opts = _check_options(options)
+    user = find_visible_user(session, req, user_name, ["start:servers"])
+    if user.blocked:
+        raise BadRequest(f"User {user.name} is blocked")
+    groups = [g.name for g in user.groups]
+    if not req.allows("start:servers", server=f"{user.name}/{server_name}", user_groups=groups):
+        raise NotFound(f"No such server: {user.name}/{server_name}")
+    server = session.scalar(
+        select(Server).where(Server.user_id == user.id, Server.name == server_name)
+    )
+    if server is None:
+        if server_name and ctx.named_server_limit_per_user:
+            count = (
+                session.scalar(
+                    select(func.count())
+                    .select_from(Server)
+                    .where(Server.user_id == user.id, Server.name != "")
+                )
+                or 0
+            )
+            if count >= ctx.named_server_limit_per_user:
+                raise BadRequest(
+                    f"User {user.name} already has the maximum of "
+                    f"{ctx.named_server_limit_per_user} named servers"
+                )
+        server = Server(user_id=user.id, name=server_name, state={}, user_options={})
+        session.add(server)
+    elif server.pending:
+        raise BadRequest(f"{_ref(server, user.name).log_name} is pending {server.pending}")
+    elif server.started is not None:
+        raise BadRequest(f"{_ref(server, user.name).log_name} is already running")
+    server.pending = "spawn"
+    server.pending_since = utcnow()
+    server.user_options = opts
+    server.failure = None
+    session.flush()
+    audit.record(session, req.name, "server.start", _ref(server, user.name).log_name)
+    return _ref(server, user.name)
+
+
+def spawn_succeeded(session: Session, server_id: int, url: str, state: dict[str, Any]) -> None:
+    server = session.get(Server, server_id)
+    if server is None:
+        return
+    now = utcnow()
+    server.url = url
+    server.state = state
+    server.started = now
+    server.pending = None
+    server.pending_since = None
+    server.last_activity = now
+    user = session.get(User, server.user_id)
+    if user is not None and (user.last_activity is None or user.last_activity < now):
+        user.last_activity = now
+
+
+def mark_stopped(
+    session: Session,
+    server_id: int,
+    state: dict[str, Any],
+    failure: str | None = None,
+    remove: bool = False,
+) -> None:
+    server = session.get(Server, server_id)
+    if server is None:
+        return
+    if remove and server.name:
+        session.delete(server)
+        return
+    server.url = None
+    server.started = None
+    server.pending = None
+    server.pending_since = None
+    server.state = state
+    if failure is not None:
+        server.failure = failure
+
+
+def begin_stop(session: Session, server_id: int) -> None:
+    server = session.get(Server, server_id)
+    if server is not None:
+        server.pending = "stop"
+        server.pending_since = utcnow()
+
+
+def remove_stopped(session: Session, req: Requester, ref: ServerRef) -> None:
+    server = session.get(Server, ref.id)
+    if server is not None and server.name:
+        session.delete(server)
+        audit.record(session, req.name, "server.delete", ref.log_name)
+
+
+def running_servers(session: Session) -> list[ServerRef]:
+    rows = session.execute(
+        select(Server, User.name).join(User).where(Server.started.is_not(None))
+    ).all()
+    return [_ref(server, name) for server, name in rows]

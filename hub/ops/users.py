@@ -1,0 +1,370 @@
+"""Users: list, read, create, modify, delete, record activity."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from hub.db.models import Group, Role, Server, User, user_group_map, user_role_map
+from hub.errors import BadRequest, Conflict, Forbidden, NotFound
+from hub.log import bounded
+from hub.names import validate_username
+from hub.ops import audit
+from hub.ops.context import HubContext
+from hub.ops.models import user_model
+from hub.rbac.access import Requester
+from hub.secrets_hash import hash_password
+from hub.timeutil import parse_timestamp, utcnow
+
+StateFilter = Literal["active", "ready", "inactive"] | None
+SORT_KEYS = ("id", "name", "last_activity")
+
+
+@dataclass(frozen=True)
+class UserQuery:
+    offset: int = 0
+    limit: int = 200
+    state: StateFilter = None
+    name_filter: str | None = None
+    sort: str = "id"
+    descending: bool = False
+    include_stopped: bool = False
+    count: bool = False
+
+
+def new_cookie_id() -> str:
+    import secrets
+
+    return secrets.token_hex(16)
+
+
+def _active_server() -> ColumnElement[bool]:
+    return exists().where(
+        Server.user_id == User.id, or_(Server.started.is_not(None), Server.pending.is_not(None))
+    )
+
+
+def _ready_server() -> ColumnElement[bool]:
+    return exists().where(
+        Server.user_id == User.id, Server.started.is_not(None), Server.pending.is_(None)
+    )
+
+
+def _visibility(req: Requester) -> ColumnElement[bool] | None:
+    """SQL condition for the users `req` may list; None means all."""
+    everyone, names, groups = req.user_filter("list:users")
+    if everyone:
+        return None
+    conditions: list[ColumnElement[bool]] = []
+    if names:
+        conditions.append(User.name.in_(names))
+    if groups:
+        conditions.append(User.groups.any(Group.name.in_(groups)))
+    if not conditions:
+        raise Forbidden("Not allowed to list users")
+    return or_(*conditions)
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _related(
+    session: Session, user_ids: Sequence[int], include_stopped: bool
+) -> tuple[dict[int, list[str]], dict[int, list[str]], dict[int, list[Server]]]:
+    groups: dict[int, list[str]] = defaultdict(list)
+    roles: dict[int, list[str]] = defaultdict(list)
+    servers: dict[int, list[Server]] = defaultdict(list)
+    if not user_ids:
+        return groups, roles, servers
+    for uid, gname in session.execute(
+        select(user_group_map.c.user_id, Group.name)
+        .join(Group, Group.id == user_group_map.c.group_id)
+        .where(user_group_map.c.user_id.in_(user_ids))
+        .order_by(Group.name)
+    ):
+        groups[uid].append(gname)
+    for uid, rname in session.execute(
+        select(user_role_map.c.user_id, Role.name)
+        .join(Role, Role.id == user_role_map.c.role_id)
+        .where(user_role_map.c.user_id.in_(user_ids))
+    ):
+        roles[uid].append(rname)
+    server_query = select(Server).where(Server.user_id.in_(user_ids))
+    if not include_stopped:
+        server_query = server_query.where(
+            or_(Server.started.is_not(None), Server.pending.is_not(None))
+        )
+    for server in session.scalars(server_query.order_by(Server.name)):
+        servers[server.user_id].append(server)
+    return groups, roles, servers
+
+
+def _models(
+    session: Session,
+    ctx: HubContext,
+    req: Requester,
+    rows: Sequence[Any],
+    include_stopped: bool,
+) -> list[dict[str, Any]]:
+    ids = [r.id for r in rows]
+    groups, roles, servers = _related(session, ids, include_stopped)
+    out = []
+    for r in rows:
+        model = user_model(
+            ctx,
+            req,
+            name=r.name,
+            admin=r.admin,
+            created=r.created,
+            last_activity=r.last_activity,
+            groups=groups.get(r.id, []),
+            assigned_roles=roles.get(r.id, []),
+            servers=servers.get(r.id, []),
+            include_stopped=include_stopped,
+        )
+        if model:
+            out.append(model)
+    return out
+
+
+_USER_COLUMNS = (User.id, User.name, User.admin, User.created, User.last_activity)
+
+
+def list_users(
+    session: Session, ctx: HubContext, req: Requester, q: UserQuery
+) -> tuple[list[dict[str, Any]], int | None]:
+    """A page of user models and, if `q.count`, how many match in all."""
+    conditions: list[ColumnElement[bool]] = []
+    visible = _visibility(req)
+    if visible is not None:
+        conditions.append(visible)
+    if q.state == "active":
+        conditions.append(_active_server())
+    elif q.state == "ready":
+        conditions.append(_ready_server())
+    elif q.state == "inactive":
+        conditions.append(~_active_server())
+    if q.name_filter:
+        conditions.append(User.name.ilike(f"%{_escape_like(q.name_filter)}%", escape="\\"))
+    column = {"id": User.id, "name": User.name, "last_activity": User.last_activity}[q.sort]
+    order = (
+        (column.is_(None), column.desc()) if q.descending else (column.is_not(None), column.asc())
+    )
+    query = select(*_USER_COLUMNS).where(and_(True, *conditions))
+    rows = session.execute(query.order_by(*order, User.id).offset(q.offset).limit(q.limit)).all()
+    total = None
+    if q.count:
+        total = session.scalar(
+            select(func.count()).select_from(User).where(and_(True, *conditions))
+        )
+    return _models(session, ctx, req, rows, q.include_stopped), total
+
+
+def _user_row(session: Session, name: str) -> User:
+    user = session.scalar(select(User).where(User.name == name))
+    if user is None:
+        raise NotFound(f"No such user: {bounded(name, 64)}")
+    return user
+
+
+def find_visible_user(session: Session, req: Requester, name: str, scopes: Iterable[str]) -> User:
+    """The user `name` if `req` holds one of `scopes` for it; otherwise 404."""
+    user = session.scalar(select(User).where(User.name == name))
+    if user is None:
+        raise NotFound(f"No such user: {bounded(name, 64)}")
+    groups = [g.name for g in user.groups]
+    if not any(req.allows(s, user=name, user_groups=groups) for s in scopes):
+        raise NotFound(f"No such user: {bounded(name, 64)}")
+    return user
+
+
+def get_user(
+    session: Session, ctx: HubContext, req: Requester, name: str, include_stopped: bool = False
+) -> dict[str, Any]:
+    user = session.execute(select(*_USER_COLUMNS).where(User.name == name)).first()
+    if user is None:
+        raise NotFound(f"No such user: {bounded(name, 64)}")
+    models = _models(session, ctx, req, [user], include_stopped)
+    if not models:
+        raise NotFound(f"No such user: {bounded(name, 64)}")
+    return models[0]
+
+
+def _check_admin_grant(req: Requester, admin: object) -> bool:
+    if not isinstance(admin, bool):
+        raise BadRequest("admin must be true or false")
+    if admin and not req.is_full_admin():
+        raise Forbidden("Only admins can grant admin permissions")
+    return admin
+
+
+def create_users(
+    session: Session,
+    ctx: HubContext,
+    req: Requester,
+    names: Sequence[object],
+    admin: object = False,
+    password: str | None = None,
+) -> list[dict[str, Any]]:
+    """Create users; all or nothing. Conflict if every one already exists."""
+    is_admin = _check_admin_grant(req, admin)
+    valid: list[str] = []
+    seen: set[str] = set()
+    for raw in names:
+        name = validate_username(raw)
+        if name not in seen:
+            seen.add(name)
+            valid.append(name)
+    existing = set(session.scalars(select(User.name).where(User.name.in_(valid))))
+    to_create = [n for n in valid if n not in existing]
+    if not to_create:
+        if len(valid) == 1:
+            raise Conflict(f"User {valid[0]} already exists")
+        raise Conflict(f"All {len(valid)} users already exist")
+    hashed = hash_password(password) if password else None
+    now = utcnow()
+    users = [
+        User(name=n, admin=is_admin, created=now, cookie_id=new_cookie_id(), password_hash=hashed)
+        for n in to_create
+    ]
+    session.add_all(users)
+    try:
+        session.flush()
+    except IntegrityError:
+        raise Conflict("A user with that name was created at the same time") from None
+    for name in to_create:
+        audit.record(session, req.name, "user.create", name, admin=is_admin)
+    rows = [(u.id, u.name, u.admin, u.created, u.last_activity) for u in users]
+    return _models(session, ctx, req, [_Row(*r) for r in rows], False)
+
+
+@dataclass(frozen=True)
+class _Row:
+    id: int
+    name: str
+    admin: bool
+    created: Any
+    last_activity: Any
+
+
+PATCHABLE = {"name", "admin", "groups"}
+
+
+def update_user(
+    session: Session, ctx: HubContext, req: Requester, name: str, patch: dict[str, Any]
+) -> dict[str, Any]:
+    unknown = set(patch) - PATCHABLE
+    if unknown:
+        raise BadRequest(
+            f"unknown field(s): {', '.join(sorted(bounded(k, 32) for k in unknown))}; "
+            f"allowed: {', '.join(sorted(PATCHABLE))}"
+        )
+    user = find_visible_user(session, req, name, ["admin:users"])
+    if user.admin and not req.is_full_admin():
+        raise Forbidden("Only admins can modify other admins")
+    changes: dict[str, Any] = {}
+    if "admin" in patch:
+        new_admin = _check_admin_grant(req, patch["admin"])
+        if new_admin != user.admin:
+            if not new_admin and req.kind == "user" and req.id == user.id:
+                raise BadRequest("You cannot remove your own admin rights")
+            changes["admin"] = new_admin
+    if "name" in patch:
+        new_name = validate_username(patch["name"])
+        if new_name != user.name:
+            if session.scalar(select(User.id).where(User.name == new_name)) is not None:
+                raise Conflict(f"User {new_name} already exists")
+            changes["name"] = new_name
+    if "groups" in patch:
+        wanted = patch["groups"]
+        if not isinstance(wanted, list) or not all(isinstance(g, str) for g in wanted):
+            raise BadRequest("groups must be a list of group names")
+        found = list(session.scalars(select(Group).where(Group.name.in_(wanted))))
+        missing = set(wanted) - {g.name for g in found}
+        if missing:
+            raise NotFound(
+                f"No such group(s): {', '.join(sorted(bounded(m, 40) for m in missing))}"
+            )
+        if {g.name for g in found} != {g.name for g in user.groups}:
+            changes["groups"] = sorted(g.name for g in found)
+            user.groups = found
+    for key in ("admin", "name"):
+        if key in changes:
+            setattr(user, key, changes[key])
+    if changes:
+        audit.record(session, req.name, "user.update", name, **changes)
+    session.flush()
+    return get_user(session, ctx, req, user.name)
+
+
+def delete_user(session: Session, req: Requester, name: str) -> None:
+    user = find_visible_user(session, req, name, ["delete:users"])
+    if req.kind == "user" and req.id == user.id:
+        raise BadRequest("You cannot delete yourself")
+    if user.admin and not req.is_full_admin():
+        raise Forbidden("Only admins can delete admins")
+    active = session.scalar(
+        select(func.count())
+        .select_from(Server)
+        .where(
+            Server.user_id == user.id,
+            or_(Server.started.is_not(None), Server.pending.is_not(None)),
+        )
+    )
+    if active:
+        raise BadRequest(f"{name} has running servers; stop them first")
+    session.execute(delete(User).where(User.id == user.id))
+    audit.record(session, req.name, "user.delete", name)
+
+
+def set_password(session: Session, name: str, password: str) -> None:
+    user = _user_row(session, name)
+    user.password_hash = hash_password(password)
+
+
+def record_activity(session: Session, req: Requester, name: str, body: object) -> None:
+    """Move a user's (and its servers') last activity forward, never back."""
+    user = find_visible_user(session, req, name, ["users:activity"])
+    if not isinstance(body, dict):
+        raise BadRequest("body must be a JSON object")
+    unknown = set(body) - {"last_activity", "servers"}
+    if unknown:
+        raise BadRequest(f"unknown field(s): {', '.join(sorted(bounded(k, 32) for k in unknown))}")
+    last = body.get("last_activity")
+    servers = body.get("servers")
+    if not last and not servers:
+        raise BadRequest("body must contain at least one of last_activity or servers")
+    try:
+        when = parse_timestamp(last) if last else None
+    except ValueError as e:
+        raise BadRequest(f"last_activity: {e}") from None
+    shape = "servers must be an object of the form {server_name: {last_activity: timestamp}}"
+    updates: list[tuple[Server, Any]] = []
+    if servers:
+        if not isinstance(servers, dict):
+            raise BadRequest(shape)
+        rows = {s.name: s for s in user.servers}
+        for server_name, info in servers.items():
+            if not isinstance(info, dict) or "last_activity" not in info:
+                raise BadRequest(shape)
+            server = rows.get(server_name)
+            if server is None:
+                raise BadRequest(f"No such server {bounded(server_name, 64)!s} for user {name}")
+            try:
+                updates.append((server, parse_timestamp(info["last_activity"])))
+            except ValueError as e:
+                raise BadRequest(f"servers.{bounded(server_name, 64)}.last_activity: {e}") from None
+    if when is not None and (user.last_activity is None or when > user.last_activity):
+        user.last_activity = when
+    for server, stamp in updates:
+        if server.last_activity is None or stamp > server.last_activity:
+            server.last_activity = stamp
+        if user.last_activity is None or stamp > user.last_activity:
+            user.last_activity = stamp

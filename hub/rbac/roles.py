@@ -1,0 +1,114 @@
+"""Roles: named sets of scopes, and how an owner's roles become scopes.
+
+Every user holds the `user` role; admins also hold `admin`. Further roles come
+from the config (`c.Hub.load_roles`) and are assigned to users, groups and
+services in the database. `RoleTable` keeps the role definitions in memory (they
+change only at start-up) so resolving a request's scopes costs no query for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from hub.errors import ConfigError
+from hub.rbac import scopes
+
+DEFAULT_ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "user": ("Standard user privileges", ("self",)),
+    "admin": (
+        "Elevated privileges (can do anything)",
+        (
+            "admin-ui",
+            "admin:users",
+            "admin:servers",
+            "admin:services",
+            "tokens",
+            "admin:groups",
+            "list:services",
+            "read:services",
+            "read:hub",
+            "proxy",
+            "shutdown",
+            "access:services",
+            "access:servers",
+            "read:roles",
+            "read:metrics",
+            "shares",
+        ),
+    ),
+    "server": (
+        "What a single-user server's own token may do",
+        ("users:activity!user", "access:servers!server"),
+    ),
+    "token": ("Token with the same permissions as its owner", ("inherit",)),
+}
+
+
+@dataclass(frozen=True)
+class RoleDef:
+    name: str
+    description: str
+    scopes: frozenset[str]
+
+
+@dataclass
+class RoleTable:
+    roles: dict[str, RoleDef] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, extra: Iterable[Mapping[str, Any]] = ()) -> RoleTable:
+        table = cls({n: RoleDef(n, d, frozenset(s)) for n, (d, s) in DEFAULT_ROLES.items()})
+        for spec in extra:
+            name = spec.get("name")
+            if not isinstance(name, str) or not name:
+                raise ConfigError(f"load_roles: every role needs a name, got {spec!r}")
+            raw = spec.get("scopes", [])
+            if not isinstance(raw, list | tuple):
+                raise ConfigError(f"load_roles: scopes of role {name!r} must be a list")
+            for scope in raw:
+                try:
+                    scopes.validate(scope)
+                except Exception as e:
+                    raise ConfigError(f"load_roles: role {name!r}: {e}") from None
+            table.roles[name] = RoleDef(name, str(spec.get("description", "")), frozenset(raw))
+        return table
+
+    def raw_scopes(self, role_names: Iterable[str]) -> frozenset[str]:
+        out: set[str] = set()
+        for name in role_names:
+            role = self.roles.get(name)
+            if role is not None:
+                out |= role.scopes
+        return frozenset(out)
+
+    def user_roles(self, admin: bool, assigned: Iterable[str]) -> list[str]:
+        names = ["user"]
+        if admin:
+            names.append("admin")
+        names.extend(sorted(set(assigned) - {"user", "admin"}))
+        return names
+
+    def user_scopes(self, name: str, admin: bool, assigned: Iterable[str]) -> frozenset[str]:
+        """Expanded scopes a user holds through its own and its groups' roles."""
+        raw = self.raw_scopes(self.user_roles(admin, assigned))
+        return scopes.expand(raw, name)
+
+
+def token_scopes(
+    token_raw: Iterable[str],
+    owner_name: str,
+    owner_scopes: frozenset[str],
+    groups_of: Callable[[str], frozenset[str]],
+) -> frozenset[str]:
+    """A token's effective scopes: its own, never beyond what its owner holds now."""
+    raw = frozenset(token_raw)
+    if "inherit" in raw:
+        return owner_scopes
+    own = scopes.expand(raw, owner_name)
+    return scopes.intersect(own, owner_scopes, groups_of)
+
+
+# the scopes that make someone a full administrator (needed to grant admin)
+ADMIN_SCOPES = scopes.expand(frozenset(DEFAULT_ROLES["admin"][1]))

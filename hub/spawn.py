@@ -1,0 +1,203 @@
+"""Spawn orchestration: start and stop servers through the spawner contract.
+
+Plain async functions over the database units in `hub.ops.servers`; the API
+handlers call them and so can tests, without HTTP. Every spawn and stop runs as
+a task owned by the `Orchestrator` (cancelled and awaited at shutdown), so a
+request that stops waiting never orphans the work, and every failure path ends
+with the server marked stopped, never stuck pending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from hub.db.engine import Database
+from hub.errors import AtriumError, BadRequest, NotFound, ServiceUnavailable
+from hub.ops import servers as server_ops
+from hub.ops.context import HubContext
+from hub.ops.servers import ServerRef
+from hub.rbac.access import Requester
+from spawners.base import Spawner
+
+log = logging.getLogger(__name__)
+
+SpawnerFactory = Callable[[ServerRef], Spawner]
+Outcome = Literal["ready", "pending", "stopped"]
+
+
+class SpawnFailed(AtriumError):
+    status = 500
+    default_message = "The server failed to start"
+
+
+@dataclass(frozen=True)
+class SpawnTimeouts:
+    # how long an API request waits before answering 202 and letting the work continue
+    slow_spawn: float = 10.0
+    slow_stop: float = 10.0
+
+
+class Orchestrator:
+    """Owns the live spawners and the tasks that start and stop them."""
+
+    def __init__(
+        self,
+        db: Database,
+        ctx: HubContext,
+        factory: SpawnerFactory | None,
+        timeouts: SpawnTimeouts = SpawnTimeouts(),
+    ) -> None:
+        self.db = db
+        self.ctx = ctx
+        self.factory = factory
+        self.timeouts = timeouts
+        self.spawners: dict[int, Spawner] = {}
+        self._work: dict[int, asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def _own(self, server_id: int, coro: Any) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.create_task(coro)
+        self._tasks.add(task)
+        self._work[server_id] = task
+
+        def done(t: asyncio.Task[None]) -> None:
+            self._tasks.discard(t)
+            if self._work.get(server_id) is t:
+                del self._work[server_id]
+
+        task.add_done_callback(done)
+        return task
+
+    def _spawner_for(self, ref: ServerRef) -> Spawner:
+        spawner = self.spawners.get(ref.id)
+        if spawner is None:
+            if self.factory is None:
+                raise ServiceUnavailable(
+                    "No spawner is configured on this hub (set c.Hub.spawner_class)"
+                )
+            spawner = self.factory(ref)
+            spawner.load_state(ref.state)
+            self.spawners[ref.id] = spawner
+        return spawner
+
+    async def start(
+        self, req: Requester, user_name: str, server_name: str, options: object
+    ) -> Outcome:
+        if self.factory is None:
+            raise ServiceUnavailable(
+                "No spawner is configured on this hub (set c.Hub.spawner_class)"
+            )
+        ref = await self.db.run(
+            server_ops.begin_spawn, self.ctx, req, user_name, server_name, options
+        )
+        try:
+            spawner = self._spawner_for(ref)
+        except Exception as e:
+            await self.db.run(server_ops.mark_stopped, ref.id, ref.state, failure=str(e))
+            raise
+        task = self._own(ref.id, self._spawn(ref, spawner))
+        done, _ = await asyncio.wait({task}, timeout=self.timeouts.slow_spawn)
+        if done:
+            task.result()  # raises SpawnFailed
+            return "ready"
+        return "pending"
+
+    async def _spawn(self, ref: ServerRef, spawner: Spawner) -> None:
+        try:
+            url = await asyncio.wait_for(spawner.start(), timeout=spawner.start_timeout)
+        except asyncio.CancelledError:
+            log.info("Spawn of %s cancelled", ref.log_name)
+            await self._cleanup_failed(ref, spawner, "The start was cancelled")
+            raise
+        except TimeoutError:
+            message = f"Server did not start within {spawner.start_timeout:g} seconds"
+            log.warning("Spawn of %s timed out", ref.log_name)
+            await self._cleanup_failed(ref, spawner, message)
+            raise SpawnFailed(message) from None
+        except Exception as e:
+            log.error("Spawn of %s failed: %s", ref.log_name, e, exc_info=True)
+            message = f"The server failed to start: {e}"[:500]
+            await self._cleanup_failed(ref, spawner, message)
+            raise SpawnFailed(message) from None
+        await self.db.run(server_ops.spawn_succeeded, ref.id, url, spawner.get_state())
+        log.info("Server %s ready at %s", ref.log_name, url)
+
+    async def _cleanup_failed(self, ref: ServerRef, spawner: Spawner, message: str) -> None:
+        try:
+            await asyncio.wait_for(spawner.stop(now=True), timeout=spawner.stop_timeout)
+        except Exception:
+            log.warning("Cleaning up failed spawn of %s also failed", ref.log_name, exc_info=True)
+        spawner.clear_state()
+        self.spawners.pop(ref.id, None)
+        await asyncio.shield(
+            self.db.run(server_ops.mark_stopped, ref.id, spawner.get_state(), failure=message)
+        )
+
+    async def stop(
+        self, req: Requester, user_name: str, server_name: str, remove: bool = False
+    ) -> Outcome:
+        ref = await self.db.run(server_ops.lookup, req, user_name, server_name, "delete:servers")
+        if ref is None:
+            raise NotFound(f"No such server: {user_name}/{server_name}")
+        if remove and not ref.name:
+            raise BadRequest("The default server cannot be removed, only stopped")
+        if ref.pending == "stop":
+            return "pending"
+        running = self._work.get(ref.id)
+        if ref.pending == "spawn" and running is not None:
+            # stopping a server that is still starting cancels the start
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+            if remove:
+                await self.db.run(server_ops.remove_stopped, req, ref)
+            return "stopped"
+        if not ref.started and not ref.pending:
+            if remove:
+                await self.db.run(server_ops.remove_stopped, req, ref)
+            return "stopped"
+        await self.db.run(server_ops.begin_stop, ref.id)
+        task = self._own(ref.id, self._stop(ref, remove))
+        done, _ = await asyncio.wait({task}, timeout=self.timeouts.slow_stop)
+        if done:
+            task.result()
+            return "stopped"
+        return "pending"
+
+    async def _stop(self, ref: ServerRef, remove: bool) -> None:
+        spawner: Spawner | None
+        try:
+            spawner = self._spawner_for(ref)
+        except ServiceUnavailable:
+            spawner = None
+        state: dict[str, Any] = {}
+        if spawner is not None:
+            try:
+                await asyncio.wait_for(spawner.stop(), timeout=spawner.stop_timeout)
+            except TimeoutError:
+                log.warning("Stop of %s timed out; forcing", ref.log_name)
+                await spawner.stop(now=True)
+            spawner.clear_state()
+            state = spawner.get_state()
+        self.spawners.pop(ref.id, None)
+        await asyncio.shield(self.db.run(server_ops.mark_stopped, ref.id, state, remove=remove))
+        log.info("Server %s stopped", ref.log_name)
+
+    async def stop_all(self) -> None:
+        """Stop every server this hub knows to be running (used at shutdown if configured)."""
+        refs = await self.db.run(server_ops.running_servers)
+        results = await asyncio.gather(
+            *(self._stop(ref, remove=False) for ref in refs), return_exceptions=True
+        )
+        for ref, result in zip(refs, results, strict=True):
+            if isinstance(result, BaseException):
+                log.error("Stopping %s at shutdown failed: %s", ref.log_name, result)
+
+    async def shutdown(self) -> None:
+        """Cancel in-flight work and wait for it (servers themselves keep running)."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,0 +1,21 @@
+"""The running hub's shared parts, handed to request handlers through tornado settings."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from hub.db.engine import Database
+from hub.ops.context import HubContext
+from hub.spawn import Orchestrator
+
+
+@dataclass
+class HubState:
+    db: Database
+    ctx: HubContext
+    orchestrator: Orchestrator
+    max_body_size: int = 1024 * 1024
+    # password logins for POST /users/{name}/tokens are allowed for native accounts
+    allow_password_token_requests: bool = True
+    started_at: float = field(default_factory=time.time)

@@ -1,0 +1,31 @@
+"""The tornado application: routes under `<base_url>hub/`, with JSON 404s elsewhere."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from tornado import web
+
+from hub import api
+from hub.api.base import API404
+from hub.state import HubState
+
+
+class NotFoundHandler(API404):
+    """Paths outside the hub's routes (pages arrive with the web UI)."""
+
+
+def make_app(state: HubState, base_url: str, cookie_secret: bytes) -> web.Application:
+    prefix = re.escape(base_url + "hub")
+    handlers: list[Any] = [(prefix + pattern, handler) for pattern, handler in api.all_routes()]
+    return web.Application(
+        handlers,
+        default_handler_class=NotFoundHandler,
+        atrium=state,
+        cookie_secret=cookie_secret,
+        xsrf_cookies=False,
+        log_function=lambda handler: None,  # handlers log their own request line
+        compress_response=False,
+        serve_traceback=False,
+    )

@@ -1,0 +1,1 @@
+"""Alembic environment and revisions for the hub database (see hub.db.migrate)."""
