@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tornado.httpserver import HTTPServer
 from traitlets import Bool, TraitError, Unicode
 from traitlets.config import Application
 
@@ -197,11 +196,12 @@ class AtriumApp(_Base):
         asyncio.run(self.serve())
 
     async def serve(self) -> None:
+        from hub.web import listen
+
         state, app, admin = self.build()
         s = self.settings
-        server = HTTPServer(app, xheaders=True, max_body_size=s.max_body_size + 1024)
-        server.listen(s.port, s.ip)
-        url = f"http://{s.ip}:{s.port}{s.base_url}hub/"
+        server, port = listen(app, s.ip, s.port, s.max_body_size)
+        url = f"http://{s.ip}:{port}{s.base_url}hub/"
         log.info("Atrium %s is running at %s", hub.__version__, url)
         print_welcome(url, admin)
         stop = asyncio.Event()

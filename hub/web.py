@@ -6,6 +6,8 @@ import re
 from typing import Any
 
 from tornado import web
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
 
 from hub import api
 from hub.api.base import API404
@@ -29,3 +31,11 @@ def make_app(state: HubState, base_url: str, cookie_secret: bytes) -> web.Applic
         compress_response=False,
         serve_traceback=False,
     )
+
+
+def listen(app: web.Application, ip: str, port: int, max_body_size: int) -> tuple[HTTPServer, int]:
+    """Start serving `app`; returns the server and the port (useful when `port` is 0)."""
+    server = HTTPServer(app, xheaders=True, max_body_size=max_body_size + 1024)
+    sockets = bind_sockets(port, ip)
+    server.add_sockets(sockets)
+    return server, int(sockets[0].getsockname()[1])

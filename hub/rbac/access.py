@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from hub.rbac import scopes
-from hub.rbac.scopes import Parsed
 from hub.rbac.roles import ADMIN_SCOPES
+from hub.rbac.scopes import Parsed
 
 
 @dataclass(frozen=True)

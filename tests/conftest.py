@@ -1,0 +1,226 @@
+"""Fixtures: databases (SQLite and a real PostgreSQL server) and a running hub.
+
+With CI=true, a test group whose system part is missing (PostgreSQL) fails
+instead of being skipped, so CI can never pass by silently testing less.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+
+from hub.app import AtriumApp
+from hub.db.engine import Database
+from hub.db.migrate import upgrade
+from hub.ops import tokens as token_ops
+from hub.ops import users as user_ops
+from hub.ops.context import HubContext
+from hub.rbac.access import Requester
+from hub.state import HubState
+from tests.pg import PostgresServer
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def missing_part(what: str) -> None:
+    """Skip locally, fail in CI: a missing system part must never pass CI."""
+    if IN_CI:
+        pytest.fail(f"{what} is required in CI but is not available", pytrace=False)
+    pytest.skip(f"{what} not available")
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    import tempfile
+
+    # not under pytest's 0700 root-owned temp dir: the postgres user must reach it
+    root = Path(tempfile.mkdtemp(prefix="atrium-pg-"))
+    server = PostgresServer(root)
+    try:
+        server.start()
+    except FileNotFoundError as e:
+        missing_part(f"PostgreSQL ({e})")
+    try:
+        template = server.create_database("atrium_template")
+        db = Database(template)
+        upgrade(db.engine)
+        db.close()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sqlite") / "template.sqlite"
+    db = Database(f"sqlite:///{path}")
+    upgrade(db.engine)
+    db.close()
+    return path
+
+
+_db_numbers = itertools.count()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh database at the current schema, on each backend."""
+    if request.param == "sqlite":
+        target = tmp_path / "atrium.sqlite"
+        shutil.copy(request.getfixturevalue("sqlite_template"), target)
+        yield f"sqlite:///{target}"
+        return
+    server: PostgresServer = request.getfixturevalue("postgres")
+    name = f"t{os.getpid()}_{next(_db_numbers)}"
+    from psycopg import connect
+
+    with connect(server.admin_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE atrium_template')
+    yield server.url(name)
+    server.drop_database(name)
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes
+    headers: dict[str, str]
+
+    def json(self) -> Any:
+        return orjson.loads(self.body)
+
+
+_DEFAULT = object()
+
+
+@dataclass
+class RunningHub:
+    """A hub serving on a loopback port, with an admin token ready to use."""
+
+    url: str  # http://127.0.0.1:PORT/hub/
+    state: HubState
+    admin_token: str
+    app: AtriumApp
+    _client: AsyncHTTPClient = field(default_factory=AsyncHTTPClient)
+
+    @property
+    def db(self) -> Database:
+        return self.state.db
+
+    @property
+    def ctx(self) -> HubContext:
+        return self.state.ctx
+
+    async def api(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        token: Any = _DEFAULT,
+        headers: dict[str, str] | None = None,
+        raw: bytes | None = None,
+    ) -> Response:
+        """Call `/hub/api<path>`; `body` is sent as JSON, `raw` as is."""
+        all_headers = dict(headers or {})
+        if token is _DEFAULT:
+            token = self.admin_token
+        if token is not None:
+            all_headers.setdefault("Authorization", f"token {token}")
+        payload = raw if raw is not None else (orjson.dumps(body) if body is not None else None)
+        if payload is None and method in {"POST", "PUT", "PATCH"}:
+            payload = b""
+        request = HTTPRequest(
+            self.url + "api" + path,
+            method=method,
+            headers=all_headers,
+            body=payload,
+            allow_nonstandard_methods=True,
+            request_timeout=60,
+        )
+        r = await self._client.fetch(request, raise_error=False)
+        return Response(r.code, r.body or b"", dict(r.headers))
+
+    async def add_user(self, name: str, admin: bool = False, password: str | None = None) -> None:
+        await self.db.run(user_ops.create_users, self.ctx, SYSTEM, [name], admin, password=password)
+
+    async def token_for(self, name: str, scopes: list[str] | None = None, **body: Any) -> str:
+        if scopes is not None:
+            body["scopes"] = scopes
+        model = await self.db.run(token_ops.create_token, self.ctx, None, name, body)
+        return str(model["token"])
+
+
+def _system_requester() -> Requester:
+    from hub.rbac.roles import ADMIN_SCOPES
+
+    return Requester.build("user", "system", 0, True, ADMIN_SCOPES)
+
+
+SYSTEM = _system_requester()
+
+
+def hub_argv(tmp_path: Path, db_url: str, **settings: Any) -> list[str]:
+    argv = [
+        f"--Hub.db_url={db_url}",
+        f"--Hub.cookie_secret_file={tmp_path / 'cookie_secret'}",
+        f"--Hub.proxy_auth_token_file={tmp_path / 'proxy_token'}",
+        "--Hub.initial_admin_password=admin-password-for-tests",
+        f"--AtriumApp.config_file={tmp_path / 'no_config.py'}",
+        "--log-level=WARN",
+    ]
+    for key, value in settings.items():
+        argv.append(f"--Hub.{key}={value}")
+    return argv
+
+
+@dataclass
+class HubFactory:
+    tmp_path: Path
+    db_url: str
+    started: list[tuple[Any, HubState]] = field(default_factory=list)
+
+    async def __call__(self, **settings: Any) -> RunningHub:
+        from hub.web import listen
+
+        app = AtriumApp()
+        # an explicit path that does not exist would be an error; an empty file is none
+        (self.tmp_path / "no_config.py").touch()
+        app.initialize(hub_argv(self.tmp_path, self.db_url, **settings))
+        state, web_app, _admin = app.build()
+        server, port = listen(web_app, "127.0.0.1", 0, app.settings.max_body_size)
+        self.started.append((server, state))
+        model = await state.db.run(token_ops.create_token, state.ctx, None, "admin", {})
+        return RunningHub(
+            f"http://127.0.0.1:{port}{app.settings.base_url}hub/", state, model["token"], app
+        )
+
+    async def close(self) -> None:
+        for server, state in self.started:
+            server.stop()
+            await state.orchestrator.shutdown()
+            await server.close_all_connections()
+            state.db.close()
+
+
+@pytest.fixture
+async def hub_factory(tmp_path: Path, db_url: str) -> AsyncIterator[HubFactory]:
+    factory = HubFactory(tmp_path, db_url)
+    yield factory
+    await factory.close()
+
+
+@pytest.fixture
+async def hub(hub_factory: HubFactory) -> RunningHub:
+    """A hub with default settings on a fresh database (SQLite and PostgreSQL)."""
+    return await hub_factory()
