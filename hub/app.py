@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from traitlets import Bool, TraitError, Unicode
-from traitlets.config import Application
+from traitlets.config import Application, Configurable
 
 import hub
 from hub import bootstrap, secretfiles
@@ -29,7 +29,7 @@ from hub.log import setup_logging
 from hub.ops.context import HubContext
 from hub.ops.servers import ServerRef
 from hub.rbac.roles import RoleTable
-from hub.settings import Hub
+from hub.settings import Hub, load_spawner_class
 from hub.spawn import Orchestrator, SpawnTimeouts
 from hub.state import HubState
 from spawners.base import Spawner
@@ -50,6 +50,23 @@ aliases = {
 }
 
 
+def check_known_settings(config: Any, classes: list[type[Configurable]]) -> None:
+    """Refuse misspelled settings of our own classes: a typo must not pass silently."""
+    import difflib
+
+    by_name = {cls.__name__: cls for cls in classes}
+    for section, values in config.items():
+        cls = by_name.get(section)
+        if cls is None or not hasattr(values, "keys"):
+            continue
+        known = set(cls.class_trait_names(config=True))
+        for key in values:
+            if key not in known:
+                close = difflib.get_close_matches(key, sorted(known), n=1)
+                hint = f"; did you mean c.{section}.{close[0]}?" if close else ""
+                raise ConfigError(f"unknown setting c.{section}.{key}{hint}")
+
+
 class _Base(Application):
     """Shared by the hub and its subcommands: config file, logging, database URL."""
 
@@ -58,6 +75,7 @@ class _Base(Application):
     ).tag(config=True)
     aliases = aliases
     classes = [Hub, Spawner]
+    raise_config_file_errors = True
 
     def _log_level_default(self) -> int:
         return logging.INFO
@@ -72,11 +90,17 @@ class _Base(Application):
         path = Path(self.config_file)
         explicit = any("config_file" in self.cli_config.get(k, {}) for k in ("AtriumApp", "_Base"))
         if path.exists():
-            self.load_config_file(str(path))
+            try:
+                self.load_config_file(str(path))
+            except Exception as e:
+                raise ConfigError(f"error in config file {path}: {type(e).__name__}: {e}") from None
         elif explicit:
             raise ConfigError(f"config file not found: {path}")
         # command-line flags win over the config file
         self.update_config(self.cli_config)
+        if self.extra_args:
+            raise ConfigError(f"unexpected argument: {self.extra_args[0]!r} (see --help)")
+        check_known_settings(self.config, [type(self), *self.classes])
         self.settings = Hub(config=self.config)
         if os.environ.get(DB_URL_ENV):
             self.settings.db_url = os.environ[DB_URL_ENV]
@@ -89,24 +113,8 @@ class UpgradeDB(_Base):
     description = "Upgrade the database schema to this version of Atrium (backs up SQLite first)."
 
     def start(self) -> None:
-        db = Database(self.settings.db_url)
-        try:
-            if migrate.is_empty(db.engine):
-                migrate.upgrade(db.engine)
-                print("Created a new database at the current schema.")
-                return
-            before = migrate.current_revision(db.engine)
-            head = migrate.head_revision()
-            if before == head:
-                print(f"The database is already at the current schema ({head}).")
-                return
-            backup = migrate.backup_sqlite(db.url)
-            if backup is not None:
-                print(f"Backed up the database to {backup}")
-            migrate.upgrade(db.engine)
-            print(f"Upgraded the database from {before} to {head}.")
-        finally:
-            db.close()
+        for line in migrate.upgrade_database(self.settings.db_url):
+            print(line)
 
 
 class GenerateConfig(_Base):
@@ -166,8 +174,8 @@ class AtriumApp(_Base):
             named_server_limit_per_user=s.named_server_limit_per_user,
         )
         factory = None
-        if s.spawner_class is not None:
-            spawner_class = s.spawner_class
+        if s.spawner_class:
+            spawner_class = load_spawner_class(s.spawner_class)
 
             def factory(ref: ServerRef) -> Spawner:
                 return spawner_class(  # type: ignore[no-any-return]
@@ -253,3 +261,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except KeyboardInterrupt:
         pass
+
+
+if __name__ == "__main__":
+    main()

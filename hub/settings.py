@@ -16,11 +16,25 @@ from traitlets import (
     Integer,
     List,
     TraitError,
-    Type,
     Unicode,
     validate,
 )
 from traitlets.config import Configurable
+
+
+def load_spawner_class(path: str) -> type:
+    """Import a spawner class by dotted path; TraitError naming the problem."""
+    from traitlets.utils.importstring import import_item
+
+    from spawners.base import Spawner
+
+    try:
+        cls = import_item(path)
+    except Exception as e:
+        raise TraitError(f"spawner_class: cannot import {path!r}: {e}") from None
+    if not (isinstance(cls, type) and issubclass(cls, Spawner)):
+        raise TraitError(f"spawner_class: {path!r} is not a Spawner subclass")
+    return cls
 
 
 class Hub(Configurable):
@@ -87,12 +101,19 @@ class Hub(Configurable):
     named_server_limit_per_user = Integer(
         0, help="Most named servers a user may have; 0 = no limit."
     ).tag(config=True)
-    spawner_class = Type(
-        default_value=None,
-        klass="spawners.base.Spawner",
-        allow_none=True,
-        help="The spawner that runs user servers. Until one is set, starting a server answers 503.",
+    spawner_class = Unicode(
+        "",
+        help="Import path of the spawner class that runs user servers, e.g. "
+        "'mypackage.MySpawner'. Until one is set, starting a server answers 503.",
     ).tag(config=True)
+
+    @validate("spawner_class")
+    def _importable_spawner(self, proposal: Any) -> str:
+        value = str(proposal["value"])
+        if value:
+            load_spawner_class(value)
+        return value
+
     slow_spawn_timeout = Float(
         10.0,
         help="Seconds a start request waits for the server before answering 202 (the start "

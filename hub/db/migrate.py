@@ -28,16 +28,18 @@ log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(migrations.__file__).parent
 
 
-def alembic_config(url: str) -> Config:
+def alembic_config(url: str, script_location: Path = MIGRATIONS_DIR) -> Config:
     cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("script_location", str(script_location))
     # '%' must be escaped for configparser interpolation
     cfg.set_main_option("sqlalchemy.url", normalize_url(url).replace("%", "%%"))
     return cfg
 
 
-def head_revision() -> str:
-    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+def head_revision(script_location: Path = MIGRATIONS_DIR) -> str:
+    head = ScriptDirectory.from_config(
+        alembic_config("sqlite://", script_location)
+    ).get_current_head()
     assert head is not None
     return head
 
@@ -51,22 +53,22 @@ def is_empty(engine: Engine) -> bool:
     return not inspect(engine).get_table_names()
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
+def upgrade(engine: Engine, revision: str = "head", script_location: Path = MIGRATIONS_DIR) -> None:
     """Run migrations up to `revision` on `engine`'s database."""
-    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+    cfg = alembic_config(engine.url.render_as_string(hide_password=False), script_location)
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
 
 
-def check_current(engine: Engine) -> None:
+def check_current(engine: Engine, script_location: Path = MIGRATIONS_DIR) -> None:
     """Create an empty database, or fail unless it is at the head revision."""
     if is_empty(engine):
         log.info("New database: creating the schema")
-        upgrade(engine)
+        upgrade(engine, script_location=script_location)
         return
     current = current_revision(engine)
-    head = head_revision()
+    head = head_revision(script_location)
     if current == head:
         return
     if current is None:
@@ -74,7 +76,7 @@ def check_current(engine: Engine) -> None:
             "The database has tables but no Atrium schema version; "
             "point db_url at an empty database or an Atrium database"
         )
-    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    script = ScriptDirectory.from_config(alembic_config("sqlite://", script_location))
     known = {rev.revision for rev in script.walk_revisions()}
     if current not in known:
         raise ConfigError(
@@ -108,3 +110,27 @@ def backup_sqlite(url: str) -> Path | None:
         src.backup(dst)
     target.chmod(0o600)
     return target
+
+
+def upgrade_database(url: str, script_location: Path = MIGRATIONS_DIR) -> list[str]:
+    """What `atrium upgrade-db` does; returns the lines to show the operator."""
+    from hub.db.engine import make_engine
+
+    engine = make_engine(url)
+    try:
+        if is_empty(engine):
+            upgrade(engine, script_location=script_location)
+            return ["Created a new database at the current schema."]
+        before = current_revision(engine)
+        head = head_revision(script_location)
+        if before == head:
+            return [f"The database is already at the current schema ({head})."]
+        lines = []
+        backup = backup_sqlite(url)
+        if backup is not None:
+            lines.append(f"Backed up the database to {backup}")
+        upgrade(engine, script_location=script_location)
+        lines.append(f"Upgraded the database from {before} to {head}.")
+        return lines
+    finally:
+        engine.dispose()
