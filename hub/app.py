@@ -158,12 +158,17 @@ class AtriumApp(_Base):
         )
         roles = RoleTable.from_config(s.load_roles)
         db = Database(s.db_url, pool_size=s.db_pool_size)
-        migrate.check_current(db.engine)
-        with db.session() as session:
-            bootstrap.sync_roles(session, s.load_roles)
-            admin = bootstrap.ensure_initial_admin(
-                session, s.initial_admin_name, s.initial_admin_password
-            )
+        try:
+            migrate.check_current(db.engine)
+            with db.session() as session:
+                # the first admin exists before config roles may name it
+                admin = bootstrap.ensure_initial_admin(
+                    session, s.initial_admin_name, s.initial_admin_password
+                )
+                bootstrap.sync_roles(session, s.load_roles)
+        except BaseException:
+            db.close()
+            raise
         ctx = HubContext(
             base_url=s.base_url,
             roles=roles,

@@ -21,7 +21,7 @@ LogFormat = Literal["text", "json"]
 # Patterns for secrets that may appear inside log messages.
 _SECRET_PATTERNS: list[tuple[re.Pattern[str], str]] = [
     # Authorization: token abc / bearer abc / Basic abc
-    (re.compile(r"(?i)\b(token|bearer|basic)(\s+)[A-Za-z0-9._~+/=-]{6,}"), r"\1\2[secret]"),
+    (re.compile(r"(?i)\b(token|bearer|basic)(\s{1,8})[A-Za-z0-9._~+/=-]{6,}"), r"\1\2[secret]"),
     # token=abc, password=abc, cookie values, in query strings, JSON or reprs
     (
         re.compile(
@@ -32,7 +32,11 @@ _SECRET_PATTERNS: list[tuple[re.Pattern[str], str]] = [
         r"\1[secret]",
     ),
     # database URLs with a password: scheme://user:password@host
-    (re.compile(r"(\w+://[^:/@\s]+:)[^@\s]+@"), r"\1[secret]@"),
+    # (bounded repeats keep every pattern linear in the length of the text)
+    (
+        re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]{0,31}://[^:/@\s]{1,256}:)[^@\s]{1,512}@"),
+        r"\1[secret]@",
+    ),
 ]
 
 

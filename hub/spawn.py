@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from hub.db.engine import Database
-from hub.errors import AtriumError, BadRequest, NotFound, ServiceUnavailable
+from hub.errors import AtriumError, BadRequest, Conflict, NotFound, ServiceUnavailable
 from hub.ops import servers as server_ops
+from hub.ops import users as user_ops
 from hub.ops.context import HubContext
 from hub.ops.servers import ServerRef
 from hub.rbac.access import Requester
@@ -32,6 +33,14 @@ Outcome = Literal["ready", "pending", "stopped"]
 class SpawnFailed(AtriumError):
     status = 500
     default_message = "The server failed to start"
+
+
+class StopFailed(AtriumError):
+    status = 500
+    default_message = "The server failed to stop"
+
+
+NO_SPAWNER = "No spawner is configured on this hub (set c.Hub.spawner_class)"
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,8 @@ class Orchestrator:
             self._tasks.discard(t)
             if self._work.get(server_id) is t:
                 del self._work[server_id]
+            if not t.cancelled():
+                t.exception()  # failures are logged where they happen and kept in the db
 
         task.add_done_callback(done)
         return task
@@ -76,9 +87,7 @@ class Orchestrator:
         spawner = self.spawners.get(ref.id)
         if spawner is None:
             if self.factory is None:
-                raise ServiceUnavailable(
-                    "No spawner is configured on this hub (set c.Hub.spawner_class)"
-                )
+                raise ServiceUnavailable(NO_SPAWNER)
             spawner = self.factory(ref)
             spawner.load_state(ref.state)
             self.spawners[ref.id] = spawner
@@ -87,10 +96,19 @@ class Orchestrator:
     async def start(
         self, req: Requester, user_name: str, server_name: str, options: object
     ) -> Outcome:
+        """Start a server: "ready" if it answered within `slow_spawn`, else "pending"."""
+        # the server as it is now; also 404 for users and servers `req` may not start
+        current = await self.db.run(server_ops.lookup, req, user_name, server_name, "start:servers")
         if self.factory is None:
-            raise ServiceUnavailable(
-                "No spawner is configured on this hub (set c.Hub.spawner_class)"
-            )
+            raise ServiceUnavailable(NO_SPAWNER)
+        if current is not None:
+            if current.pending == "spawn" and current.id in self._work:
+                return "pending"  # already starting: JupyterHub answers 202 too
+            if current.pending and current.id not in self._work:
+                # left pending by a hub that stopped in the middle: finish that stop first
+                await self._stop_ref(current, False, req.name)
+            elif current.started and not current.pending:
+                await self._notice_exit(current)
         ref = await self.db.run(
             server_ops.begin_spawn, self.ctx, req, user_name, server_name, options
         )
@@ -101,10 +119,33 @@ class Orchestrator:
             raise
         task = self._own(ref.id, self._spawn(ref, spawner))
         done, _ = await asyncio.wait({task}, timeout=self.timeouts.slow_spawn)
-        if done:
-            task.result()  # raises SpawnFailed
-            return "ready"
-        return "pending"
+        if not done:
+            return "pending"
+        if task.cancelled():
+            raise Conflict("The server was stopped before it finished starting")
+        task.result()  # raises SpawnFailed
+        return "ready"
+
+    async def _poll(self, ref: ServerRef) -> int | None:
+        try:
+            return await self._spawner_for(ref).poll()
+        except Exception:
+            log.warning("Polling %s failed", ref.log_name, exc_info=True)
+            return 0
+
+    async def _notice_exit(self, ref: ServerRef) -> None:
+        """A server recorded as running whose process has exited is marked stopped, so
+        that it can be started again (JupyterHub polls before answering 'already running')."""
+        status = await self._poll(ref)
+        if status is None:
+            return
+        log.warning("Server %s exited unexpectedly with status %s", ref.log_name, status)
+        spawner = self.spawners.pop(ref.id, None)
+        if spawner is not None:
+            spawner.clear_state()
+        await self.db.run(
+            server_ops.mark_stopped, ref.id, {}, failure=f"The server exited with status {status}"
+        )
 
     async def _spawn(self, ref: ServerRef, spawner: Spawner) -> None:
         try:
@@ -115,7 +156,7 @@ class Orchestrator:
             raise
         except TimeoutError:
             message = f"Server did not start within {spawner.start_timeout:g} seconds"
-            log.warning("Spawn of %s timed out", ref.log_name)
+            log.warning("Spawn of %s failed: %s", ref.log_name, message)
             await self._cleanup_failed(ref, spawner, message)
             raise SpawnFailed(message) from None
         except Exception as e:
@@ -140,30 +181,38 @@ class Orchestrator:
     async def stop(
         self, req: Requester, user_name: str, server_name: str, remove: bool = False
     ) -> Outcome:
+        """Stop a server: "stopped" if it stopped within `slow_stop`, else "pending"."""
+        if server_name and not self.ctx.allow_named_servers:
+            raise BadRequest("Named servers are not enabled on this hub")
+        if remove and not server_name:
+            raise BadRequest("The default server cannot be removed, only stopped")
         ref = await self.db.run(server_ops.lookup, req, user_name, server_name, "delete:servers")
         if ref is None:
-            raise NotFound(f"No such server: {user_name}/{server_name}")
-        if remove and not ref.name:
-            raise BadRequest("The default server cannot be removed, only stopped")
-        if ref.pending == "stop":
-            return "pending"
+            if server_name:
+                raise NotFound(f"{user_name} has no server named {server_name}")
+            return "stopped"  # a default server never started: nothing to stop
+        return await self._stop_ref(ref, remove, req.name)
+
+    async def _stop_ref(self, ref: ServerRef, remove: bool, actor: str) -> Outcome:
         running = self._work.get(ref.id)
+        if ref.pending == "stop" and running is not None:
+            return "pending"
         if ref.pending == "spawn" and running is not None:
             # stopping a server that is still starting cancels the start
             running.cancel()
             await asyncio.gather(running, return_exceptions=True)
             if remove:
-                await self.db.run(server_ops.remove_stopped, req, ref)
+                await self.db.run(server_ops.remove_stopped, actor, ref)
             return "stopped"
         if not ref.started and not ref.pending:
             if remove:
-                await self.db.run(server_ops.remove_stopped, req, ref)
+                await self.db.run(server_ops.remove_stopped, actor, ref)
             return "stopped"
         await self.db.run(server_ops.begin_stop, ref.id)
         task = self._own(ref.id, self._stop(ref, remove))
         done, _ = await asyncio.wait({task}, timeout=self.timeouts.slow_stop)
         if done:
-            task.result()
+            task.result()  # raises StopFailed
             return "stopped"
         return "pending"
 
@@ -176,15 +225,30 @@ class Orchestrator:
         state: dict[str, Any] = {}
         if spawner is not None:
             try:
-                await asyncio.wait_for(spawner.stop(), timeout=spawner.stop_timeout)
-            except TimeoutError:
-                log.warning("Stop of %s timed out; forcing", ref.log_name)
-                await spawner.stop(now=True)
+                try:
+                    await asyncio.wait_for(spawner.stop(), timeout=spawner.stop_timeout)
+                except TimeoutError:
+                    log.warning("Stop of %s timed out; forcing", ref.log_name)
+                    await asyncio.wait_for(spawner.stop(now=True), timeout=spawner.stop_timeout)
+            except Exception as e:
+                # the server may well still be running: it stays running, not pending
+                log.error("Stop of %s failed: %s", ref.log_name, e, exc_info=True)
+                await asyncio.shield(self.db.run(server_ops.mark_running, ref.id))
+                raise StopFailed(f"The server failed to stop: {e}"[:500]) from None
             spawner.clear_state()
             state = spawner.get_state()
         self.spawners.pop(ref.id, None)
         await asyncio.shield(self.db.run(server_ops.mark_stopped, ref.id, state, remove=remove))
         log.info("Server %s stopped", ref.log_name)
+
+    async def delete_user(self, req: Requester, user_name: str) -> None:
+        """Delete a user, stopping their servers first (as JupyterHub does)."""
+        await self.db.run(user_ops.check_delete, req, user_name)
+        refs = await self.db.run(server_ops.active_servers, user_name)
+        outcomes = await asyncio.gather(*(self._stop_ref(ref, False, req.name) for ref in refs))
+        if "pending" in outcomes:
+            raise BadRequest(f"{user_name}'s server is in the process of stopping, please wait")
+        await self.db.run(user_ops.delete_user, req, user_name)
 
     async def stop_all(self) -> None:
         """Stop every server this hub knows to be running (used at shutdown if configured)."""

@@ -7,6 +7,7 @@ instead of being skipped, so CI can never pass by silently testing less.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
@@ -176,7 +177,7 @@ def hub_argv(tmp_path: Path, db_url: str, **settings: Any) -> list[str]:
         f"--Hub.cookie_secret_file={tmp_path / 'cookie_secret'}",
         f"--Hub.proxy_auth_token_file={tmp_path / 'proxy_token'}",
         "--Hub.initial_admin_password=admin-password-for-tests",
-        f"--AtriumApp.config_file={tmp_path / 'no_config.py'}",
+        f"--AtriumApp.config_file={tmp_path / 'hub_config.py'}",
         "--log-level=WARN",
     ]
     for key, value in settings.items():
@@ -190,13 +191,19 @@ class HubFactory:
     db_url: str
     started: list[tuple[Any, HubState]] = field(default_factory=list)
 
-    async def __call__(self, **settings: Any) -> RunningHub:
+    async def __call__(self, *, config: str = "", **settings: Any) -> RunningHub:
+        """Start a hub; `settings` become `--Hub.key=value`, except lists and dicts (e.g.
+        `load_roles=[...]`), which go to the config file as `c.Hub.key = ...` after
+        `config`, the text of a config file (e.g. `c.ProcessSpawner.start_delay = 1`)."""
         from hub.web import listen
 
+        structured = {k: v for k, v in settings.items() if isinstance(v, list | dict)}
+        flags = {k: v for k, v in settings.items() if k not in structured}
+        config += "".join(f"\nc.Hub.{k} = {v!r}\n" for k, v in structured.items())
         app = AtriumApp()
         # an explicit path that does not exist would be an error; an empty file is none
-        (self.tmp_path / "no_config.py").touch()
-        app.initialize(hub_argv(self.tmp_path, self.db_url, **settings))
+        (self.tmp_path / "hub_config.py").write_text(config)
+        app.initialize(hub_argv(self.tmp_path, self.db_url, **flags))
         state, web_app, _admin = app.build()
         server, port = listen(web_app, "127.0.0.1", 0, app.settings.max_body_size)
         self.started.append((server, state))
@@ -208,6 +215,8 @@ class HubFactory:
     async def close(self) -> None:
         for server, state in self.started:
             server.stop()
+            # user servers a test left running are stopped, so no process outlives its test
+            await state.orchestrator.stop_all()
             await state.orchestrator.shutdown()
             await server.close_all_connections()
             state.db.close()
@@ -224,3 +233,76 @@ async def hub_factory(tmp_path: Path, db_url: str) -> AsyncIterator[HubFactory]:
 async def hub(hub_factory: HubFactory) -> RunningHub:
     """A hub with default settings on a fresh database (SQLite and PostgreSQL)."""
     return await hub_factory()
+
+
+# --- helpers shared by the API tests --------------------------------------------------
+
+
+def expect_error(r: Response, status: int, *fragments: str) -> str:
+    """Assert `r` is a JSON error with this status; returns its message.
+
+    Each of `fragments` must appear in the message (case-insensitive).
+    """
+    assert r.status == status, f"expected {status}, got {r.status}: {r.body[:300]!r}"
+    assert r.headers.get("Content-Type", "").startswith("application/json"), r.headers
+    body = r.json()
+    assert set(body) == {"status", "message"}, body
+    assert body["status"] == status
+    message = body["message"]
+    assert isinstance(message, str)
+    assert message
+    for fragment in fragments:
+        assert fragment.lower() in message.lower(), f"{fragment!r} not in {message!r}"
+    return message
+
+
+async def api_state(hub: RunningHub) -> dict[str, Any]:
+    """What an admin sees of users, groups and tokens; for 'nothing changed' checks."""
+    users = (await hub.api("GET", "/users?include_stopped_servers=1")).json()
+    groups = (await hub.api("GET", "/groups")).json()
+    tokens = {}
+    for user in users:
+        listed = (await hub.api("GET", f"/users/{user['name']}/tokens")).json()["api_tokens"]
+        # last_activity of a token moves when it is used, which is not a change of state
+        tokens[user["name"]] = [{**t, "last_activity": None} for t in listed]
+    return {"users": users, "groups": groups, "tokens": tokens}
+
+
+class LogCapture(logging.Handler):
+    """Every record the hub's loggers emit, raw (before any redacting filter)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def text(self) -> str:
+        lines = []
+        for record in self.records:
+            lines.append(record.getMessage())
+            if record.exc_info:
+                lines.append(logging.Formatter().formatException(record.exc_info))
+        return "\n".join(lines)
+
+    def assert_no_secrets(self, *secrets: str) -> None:
+        assert self.records, "nothing was logged: the capture is not working"
+        text = self.text()
+        for secret in secrets:
+            assert secret not in text, f"a secret ({secret[:4]}...) appears in the log"
+
+
+@pytest.fixture
+def hub_logs() -> Iterator[LogCapture]:
+    """Capture the hub's log records at DEBUG level, whatever the hub's log level."""
+    capture = LogCapture()
+    loggers = [logging.getLogger(name) for name in ("hub", "atrium", "tornado", "spawners")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(capture)
+        lg.setLevel(logging.DEBUG)
+    yield capture
+    for lg, level in zip(loggers, levels, strict=True):
+        lg.removeHandler(capture)
+        lg.setLevel(level)

@@ -73,3 +73,13 @@ async def test_configured_admin_password_and_base_url(tmp_path: Path) -> None:
     finally:
         await hub.stop()
     assert "Password:    the one you configured" in hub.stdout
+
+
+async def test_config_roles_may_name_the_first_admin(tmp_path: Path) -> None:
+    (tmp_path / "atrium_config.py").write_text(
+        "c.Hub.load_roles = [{'name': 'auditor', 'scopes': ['read:hub'], 'users': ['admin']}]\n"
+    )
+    hub = AtriumProcess(tmp_path)
+    await hub.start()
+    assert await hub.stop() == 0
+    assert "Traceback" not in hub.stderr

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import orjson
 from tornado import web
+from tornado.http1connection import HTTP1Connection
 
 from hub.db.engine import Database
 from hub.errors import AtriumError, BadRequest, Forbidden, PayloadTooLarge, Unauthorized
@@ -30,6 +32,14 @@ log = logging.getLogger("hub.api")
 access_log = logging.getLogger("hub.access")
 
 PAGINATION_MEDIA_TYPE = "application/jupyterhub-pagination+json"
+# offsets beyond this cannot name a row and would overflow the database's integers
+MAX_OFFSET = 2**31 - 1
+# an oversized body up to this many times max_body_size is read and discarded, so that
+# the client reads the JSON 413 rather than a connection reset in mid-upload; beyond
+# that the connection is cut once the answer is written
+DRAIN_FACTOR = 16
+LOG_URI_SCAN = 1024
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 H = TypeVar("H", bound="APIHandler")
 Method = Callable[..., Awaitable[None]]
@@ -66,10 +76,18 @@ def needs_scope(*required: str) -> Callable[[Method], Method]:
     return decorator
 
 
+@web.stream_request_body
 class APIHandler(web.RequestHandler):
-    """Authenticates the request and speaks JSON."""
+    """Authenticates the request and speaks JSON.
+
+    The request body is streamed (read it with `body` or `json_body()`, not
+    `self.request.body`), so that a body over `max_body_size` is answered with a
+    JSON 413 instead of the connection being cut with a bare 400.
+    """
 
     requester: Requester | None = None
+    _body_chunks: list[bytes] | None = None
+    _body_size = 0
 
     @property
     def req(self) -> Requester:
@@ -102,11 +120,19 @@ class APIHandler(web.RequestHandler):
 
     async def prepare(self) -> None:
         self._started = time.perf_counter()
-        body = self.request.body
-        if body and len(body) > self.hub.max_body_size:
-            raise PayloadTooLarge(
-                f"Request body too large ({len(body)} bytes, at most {self.hub.max_body_size})"
-            )
+        self._body_chunks = []
+        limit = self.hub.max_body_size
+        declared = self.request.headers.get("Content-Length", "")
+        size = int(declared) if declared.isascii() and declared.isdigit() else None
+        connection = self.request.connection
+        http1 = connection if isinstance(connection, HTTP1Connection) else None
+        if size is not None and size > limit:
+            if http1 is not None and size <= limit * DRAIN_FACTOR:
+                http1.set_max_body_size(size)
+            raise PayloadTooLarge(f"Request body too large ({size} bytes, at most {limit})")
+        if size is None and http1 is not None:
+            # chunked: data_received counts it, the 413 comes when it is read
+            http1.set_max_body_size(limit * DRAIN_FACTOR)
         token = self.token_from_request()
         if token:
             self.requester = await self.db.run(resolve_token, self.ctx.roles, token)
@@ -123,19 +149,50 @@ class APIHandler(web.RequestHandler):
 
     # --- input -------------------------------------------------------------
 
+    def data_received(self, chunk: bytes) -> None:
+        self._body_size += len(chunk)
+        if self._body_chunks is None:
+            return
+        if self._body_size <= self.hub.max_body_size:
+            self._body_chunks.append(chunk)
+        else:
+            self._body_chunks.clear()  # too large: keep nothing, answer 413 when it is read
+
+    @property
+    def body(self) -> bytes:
+        """The request body; PayloadTooLarge if it was over `max_body_size`."""
+        limit = self.hub.max_body_size
+        if self._body_size > limit:
+            raise PayloadTooLarge(
+                f"Request body too large ({self._body_size} bytes, at most {limit})"
+            )
+        return b"".join(self._body_chunks or ())
+
+    def decode_argument(self, value: bytes, name: str | None = None) -> str:
+        """URL path parts and query values: control characters are never valid in them."""
+        text = super().decode_argument(value, name)
+        if _CONTROL_CHARS.search(text):
+            what = f"query argument {bounded(name, 32)}" if name else "URL"
+            raise BadRequest(f"The {what} contains control characters")
+        return text
+
     def json_body(self, *, allow_empty: bool = False) -> Any:
         """The parsed JSON body; BadRequest if it is not valid JSON."""
-        body = self.request.body
+        body = self.body
         if not body or not body.strip():
             if allow_empty:
                 return None
             raise BadRequest("Request body must be JSON")
         try:
-            return orjson.loads(body)
+            data = orjson.loads(body)
         except orjson.JSONDecodeError as e:
             raise BadRequest(
                 f"Request body is not valid JSON: {e.msg} at position {e.pos}"
             ) from None
+        if _contains_nul(data):
+            # no database column can store it, and no name or note needs it
+            raise BadRequest("Strings in the request body must not contain NUL characters")
+        return data
 
     def json_object(self, *, allow_empty: bool = False) -> dict[str, Any]:
         data = self.json_body(allow_empty=allow_empty)
@@ -154,6 +211,11 @@ class APIHandler(web.RequestHandler):
         except ValueError:
             raise BadRequest(f"{name} must be an integer, not {bounded(raw, 20)}") from None
 
+    def flag_argument(self, name: str) -> bool:
+        """A query flag as JupyterHub reads one: absent, `0` and `false` are off."""
+        value = self.get_query_argument(name, "0")
+        return value.lower() not in {"0", "false"}
+
     @property
     def accepts_pagination(self) -> bool:
         return PAGINATION_MEDIA_TYPE in self.request.headers.get("Accept", "")
@@ -166,6 +228,8 @@ class APIHandler(web.RequestHandler):
         limit = self.int_argument("limit", default)
         if offset < 0:
             raise BadRequest("offset must not be negative")
+        if offset > MAX_OFFSET:
+            raise BadRequest(f"offset must be at most {MAX_OFFSET}")
         return offset, max(1, min(limit, max_limit))
 
     def paginated(self, items: list[Any], offset: int, limit: int, total: int) -> dict[str, Any]:
@@ -241,7 +305,9 @@ class APIHandler(web.RequestHandler):
         self.finish(orjson.dumps({"status": status_code, "message": message}))
 
     def _log_path(self) -> str:
-        return bounded(redact(self.request.uri or ""), 200)
+        # only the first 200 characters are kept; redact() costs time quadratic in the
+        # length of a long run of word characters, so it never sees more than it must
+        return bounded(redact((self.request.uri or "")[:LOG_URI_SCAN]), 200)
 
     def on_finish(self) -> None:
         started = getattr(self, "_started", None)
@@ -268,6 +334,21 @@ class APIHandler(web.RequestHandler):
                     "user": who,
                 },
             )
+
+
+def _contains_nul(data: Any) -> bool:
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 class API404(APIHandler):

@@ -56,8 +56,8 @@ class SelfAPIHandler(APIHandler):
         else:
             model = {"kind": "service", "name": req.name, "admin": req.admin, "roles": []}
         model["scopes"] = sorted(req.scopes)
-        if req.token_id is not None:
-            model["token_id"] = f"a{req.token_id}"
+        model["token_id"] = f"a{req.token_id}" if req.token_id is not None else None
+        model["session_id"] = req.session_id
         self.write_json(model)
 
 

@@ -1,20 +1,38 @@
 """`/hub/api/users/{name}/server` and `/hub/api/users/{name}/servers/{server}`.
 
-POST starts (201 ready, 202 still starting, 400 already running or pending);
-DELETE stops (204 stopped, 202 still stopping); `{"remove": true}` also deletes
-a named server.
+POST starts (201 ready, 202 still starting or already starting, 400 already
+running or stopping); DELETE stops (204 stopped, 202 still stopping);
+`{"remove": true}` also deletes a named server.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from hub.api.base import APIHandler, needs_scope
 from hub.errors import BadRequest
 
 
+def start_options(body: Any) -> Any:
+    """The user options in a start request.
+
+    JupyterHub 6 takes `{"user_options": {...}, "display_name": ...}`, and, from
+    older clients, the whole body as the options; both are accepted.
+    """
+    if not isinstance(body, dict) or not {"user_options", "display_name"} & set(body):
+        return body
+    if not isinstance(body.get("display_name", ""), str):
+        raise BadRequest("display_name must be a string")
+    options = body.get("user_options")
+    if options is not None and not isinstance(options, dict):
+        raise BadRequest("user_options must be an object or null")
+    return options
+
+
 class ServerAPIHandler(APIHandler):
     @needs_scope("start:servers")
     async def post(self, name: str, server_name: str = "") -> None:
-        options = self.json_body(allow_empty=True)
+        options = start_options(self.json_body(allow_empty=True))
         outcome = await self.hub.orchestrator.start(self.req, name, server_name, options)
         self.set_status(201 if outcome == "ready" else 202)
         self.set_header("Content-Type", "text/plain")

@@ -26,7 +26,7 @@ class UserListAPIHandler(APIHandler):
             )
         sort = self.get_query_argument("sort", "id")
         descending = sort.startswith("-")
-        key = sort.lstrip("-")
+        key = sort[1:] if descending else sort
         if key not in user_ops.SORT_KEYS:
             raise BadRequest(
                 "sort must be id, name or last_activity (prefix - to reverse), "
@@ -44,7 +44,7 @@ class UserListAPIHandler(APIHandler):
             name_filter=name_filter,
             sort=key,
             descending=descending,
-            include_stopped=self.get_query_argument("include_stopped_servers", None) is not None,
+            include_stopped=self.flag_argument("include_stopped_servers"),
             count=paginate,
         )
         items, total = await self.db.run(user_ops.list_users, self.ctx, self.req, query)
@@ -76,7 +76,7 @@ class UserListAPIHandler(APIHandler):
 class UserAPIHandler(APIHandler):
     @needs_scope(*USER_READ_SCOPES)
     async def get(self, name: str) -> None:
-        include_stopped = self.get_query_argument("include_stopped_servers", None) is not None
+        include_stopped = self.flag_argument("include_stopped_servers")
         model = await self.db.run(user_ops.get_user, self.ctx, self.req, name, include_stopped)
         self.write_json(model)
 
@@ -103,7 +103,7 @@ class UserAPIHandler(APIHandler):
 
     @needs_scope("delete:users")
     async def delete(self, name: str) -> None:
-        await self.db.run(user_ops.delete_user, self.req, name)
+        await self.hub.orchestrator.delete_user(self.req, name)
         self.no_content()
 
 

@@ -44,6 +44,9 @@ NAME_LEN = 255
 
 
 class Base(DeclarativeBase):
+    """Ids are never reused (SQLite AUTOINCREMENT): a revoked token's id `aN` or a
+    deleted user's id must not come to name a newer one in API calls or the audit log."""
+
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {
         dict[str, Any]: JSON,
@@ -84,6 +87,7 @@ service_role_map = Table(
 
 class User(Base):
     __tablename__ = "users"
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(NAME_LEN), unique=True)
@@ -112,6 +116,7 @@ class User(Base):
 
 class Group(Base):
     __tablename__ = "groups"
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(NAME_LEN), unique=True)
@@ -128,6 +133,7 @@ class Role(Base):
     """A named set of scopes; assigned to users, groups and services."""
 
     __tablename__ = "roles"
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(NAME_LEN), unique=True)
@@ -139,6 +145,7 @@ class Role(Base):
 
 class Service(Base):
     __tablename__ = "services"
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(NAME_LEN), unique=True)
@@ -157,7 +164,10 @@ class Server(Base):
     """One of a user's servers; the default server has the name ''."""
 
     __tablename__ = "servers"
-    __table_args__ = (UniqueConstraint("user_id", "name", name="uq_servers_user_id_name"),)
+    __table_args__ = (
+        UniqueConstraint("user_id", "name", name="uq_servers_user_id_name"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
@@ -182,6 +192,7 @@ class APIToken(Base):
     """An API token, stored as a salted hash; `prefix` narrows the lookup."""
 
     __tablename__ = "api_tokens"
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int | None] = mapped_column(
@@ -208,6 +219,7 @@ class APIToken(Base):
 
 class OAuthClient(Base):
     __tablename__ = "oauth_clients"
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     identifier: Mapped[str] = mapped_column(String(NAME_LEN), unique=True)
@@ -221,6 +233,7 @@ class OAuthClient(Base):
 
 class OAuthCode(Base):
     __tablename__ = "oauth_codes"
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     client_id: Mapped[str] = mapped_column(
@@ -240,6 +253,7 @@ class AuditEvent(Base):
     """One administrative action: who did what to what, and when."""
 
     __tablename__ = "audit_log"
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime.datetime] = mapped_column(default=utcnow, index=True)

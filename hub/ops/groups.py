@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, selectinload
 from hub.db.models import Group, User
 from hub.errors import BadRequest, Conflict, Forbidden, NotFound
 from hub.log import bounded
-from hub.names import validate_group_name
+from hub.names import normalize_username, validate_group_name
 from hub.ops import audit
 from hub.ops.models import GROUP_KEYS
 from hub.rbac.access import Requester
@@ -29,7 +29,7 @@ def group_model(req: Requester, group: Group) -> dict[str, Any]:
         "kind": "group",
         "name": group.name,
         "roles": sorted(r.name for r in group.roles),
-        "users": [u.name for u in group.users],
+        "users": sorted(u.name for u in group.users),
         "properties": group.properties,
     }
     return {k: v for k, v in full.items() if k in allowed}
@@ -43,10 +43,12 @@ def _find(session: Session, req: Requester, name: str, scopes: Sequence[str]) ->
 
 
 def _users(session: Session, names: object) -> list[User]:
+    """The users named, normalised as at login (`Ann` is `ann`); BadRequest if any is missing."""
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise BadRequest("users must be a list of user names")
-    found = list(session.scalars(select(User).where(User.name.in_(names))))
-    missing = set(names) - {u.name for u in found}
+    wanted = {normalize_username(n): n for n in names}
+    found = list(session.scalars(select(User).where(User.name.in_(wanted))))
+    missing = {wanted[n] for n in set(wanted) - {u.name for u in found}}
     if missing:
         raise BadRequest(f"No such user(s): {', '.join(sorted(bounded(m, 40) for m in missing))}")
     return found
@@ -121,7 +123,7 @@ def change_members(
     session: Session, req: Requester, name: str, users: object, add: bool
 ) -> dict[str, Any]:
     group = _find(session, req, name, ["groups"])
-    if not users:
+    if users is None:
         raise BadRequest(f"Must specify users to {'add' if add else 'remove'}")
     changed = _users(session, users)
     current = {u.id for u in group.users}

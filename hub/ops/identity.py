@@ -86,6 +86,7 @@ def user_requester(
         effective,
         token_id=token.id if token is not None else None,
         groups=groups,
+        session_id=token.session_id if token is not None else None,
     )
 
 
@@ -102,9 +103,17 @@ def service_requester(
     if service.admin:
         role_names.append("admin")
     owner = scopes.expand(ctx_roles.raw_scopes(role_names), None)
-    effective = rbac_roles.token_scopes(token.scopes, service.name, owner, groups_lookup(session))
+    effective = rbac_roles.token_scopes(
+        token.scopes, service.name, owner, groups_lookup(session), kind="service"
+    )
     return Requester.build(
-        "service", service.name, service.id, service.admin, effective, token_id=token.id
+        "service",
+        service.name,
+        service.id,
+        service.admin,
+        effective,
+        token_id=token.id,
+        session_id=token.session_id,
     )
 
 

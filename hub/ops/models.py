@@ -23,9 +23,10 @@ USER_KEYS: dict[str, frozenset[str]] = {
             "pending",
             "created",
             "last_activity",
+            "user_info",
         }
     ),
-    "read:users:name": frozenset({"kind", "name", "admin"}),
+    "read:users:name": frozenset({"kind", "name", "admin", "user_info"}),
     "read:users:groups": frozenset({"kind", "name", "groups"}),
     "read:users:activity": frozenset({"kind", "name", "last_activity"}),
     "read:servers": frozenset({"kind", "name", "servers"}),
@@ -52,6 +53,8 @@ def server_model(
     ready = server.started is not None and server.pending is None
     model: dict[str, Any] = {
         "name": server.name,
+        # JupyterHub's default for a server created without one
+        "display_name": server.name,
         "full_name": f"{user_name}/{server.name}",
         "last_activity": isoformat(server.last_activity),
         "started": isoformat(server.started),
@@ -105,6 +108,8 @@ def user_model(
         "created": isoformat(created),
         "last_activity": isoformat(last_activity),
         "auth_state": None,
+        # JupyterHub 6 passes on what the authenticator knows; ours keeps nothing extra
+        "user_info": None,
     }
     model = {k: v for k, v in full.items() if k in allowed}
     visible = {}

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from hub.db.models import Server, User
@@ -18,7 +18,6 @@ from hub.log import bounded
 from hub.names import validate_server_name
 from hub.ops import audit
 from hub.ops.context import HubContext
-from hub.ops.users import find_visible_user
 from hub.rbac.access import Requester
 from hub.timeutil import utcnow
 
@@ -68,14 +67,27 @@ def _check_options(options: object) -> dict[str, Any]:
     return options
 
 
+def server_owner(
+    session: Session, req: Requester, user_name: str, server_name: str, scope: str
+) -> User:
+    """The owner of `user_name/server_name` if `req` holds `scope` for that server
+    (through a user, group or server filter); otherwise 404, whether or not it exists."""
+    user = session.scalar(select(User).where(User.name == user_name))
+    if user is None:
+        raise NotFound(f"No such user: {bounded(user_name, 64)}")
+    groups = [g.name for g in user.groups]
+    if not req.allows(scope, server=f"{user_name}/{server_name}", user_groups=groups):
+        if req.allows("read:users:name", user=user_name, user_groups=groups):
+            raise NotFound(f"No such server: {bounded(user_name, 64)}/{bounded(server_name, 64)}")
+        raise NotFound(f"No such user: {bounded(user_name, 64)}")
+    return user
+
+
 def lookup(
     session: Session, req: Requester, user_name: str, server_name: str, scope: str
 ) -> ServerRef | None:
-    """The server if it exists; 404 if the user is not visible for `scope`."""
-    user = find_visible_user(session, req, user_name, [scope])
-    groups = [g.name for g in user.groups]
-    if not req.allows(scope, server=f"{user_name}/{server_name}", user_groups=groups):
-        raise NotFound(f"No such server: {bounded(user_name, 64)}/{bounded(server_name, 64)}")
+    """The server if it exists; 404 if `req` does not hold `scope` for it."""
+    user = server_owner(session, req, user_name, server_name, scope)
     server = session.scalar(
         select(Server).where(Server.user_id == user.id, Server.name == server_name)
     )
@@ -95,12 +107,9 @@ def begin_spawn(
     if server_name and not ctx.allow_named_servers:
         raise BadRequest("Named servers are not enabled on this hub")
     opts = _check_options(options)
-    user = find_visible_user(session, req, user_name, ["start:servers"])
+    user = server_owner(session, req, user_name, server_name, "start:servers")
     if user.blocked:
         raise BadRequest(f"User {user.name} is blocked")
-    groups = [g.name for g in user.groups]
-    if not req.allows("start:servers", server=f"{user.name}/{server_name}", user_groups=groups):
-        raise NotFound(f"No such server: {user.name}/{server_name}")
     server = session.scalar(
         select(Server).where(Server.user_id == user.id, Server.name == server_name)
     )
@@ -172,6 +181,14 @@ def mark_stopped(
         server.failure = failure
 
 
+def mark_running(session: Session, server_id: int) -> None:
+    """A stop that failed: the server is not pending any more, and still as it was."""
+    server = session.get(Server, server_id)
+    if server is not None:
+        server.pending = None
+        server.pending_since = None
+
+
 def begin_stop(session: Session, server_id: int) -> None:
     server = session.get(Server, server_id)
     if server is not None:
@@ -179,11 +196,22 @@ def begin_stop(session: Session, server_id: int) -> None:
         server.pending_since = utcnow()
 
 
-def remove_stopped(session: Session, req: Requester, ref: ServerRef) -> None:
+def remove_stopped(session: Session, actor: str, ref: ServerRef) -> None:
     server = session.get(Server, ref.id)
     if server is not None and server.name:
         session.delete(server)
-        audit.record(session, req.name, "server.delete", ref.log_name)
+        audit.record(session, actor, "server.delete", ref.log_name)
+
+
+def active_servers(session: Session, user_name: str) -> list[ServerRef]:
+    """A user's servers that are running or pending (for the hub's own use: no checks)."""
+    rows = session.scalars(
+        select(Server)
+        .join(User)
+        .where(User.name == user_name)
+        .where(or_(Server.started.is_not(None), Server.pending.is_not(None)))
+    ).all()
+    return [_ref(server, user_name) for server in rows]
 
 
 def running_servers(session: Session) -> list[ServerRef]:

@@ -21,6 +21,7 @@ from hub.secrets_hash import hash_token, new_token, token_prefix
 from hub.timeutil import utcnow
 
 MAX_NOTE_LEN = 1000
+MAX_ROW_ID = 2**31 - 1  # ids beyond this overflow the database's integer column
 TOKEN_FIELDS = {"note", "expires_in", "scopes", "roles", "auth"}
 
 
@@ -49,13 +50,20 @@ def create_token(
         raise BadRequest(f"unknown field(s): {', '.join(sorted(bounded(k, 32) for k in unknown))}")
     if req is not None and not req.has("tokens"):
         raise Forbidden("Missing scope: tokens")
-    owner = _owner(session, req, owner_name, "tokens")
-    note = body.get("note") or (
-        "Requested via api"
-        + (f" by {req.kind} {req.name}" if req and req.name != owner_name else "")
-    )
-    if not isinstance(note, str) or len(note) > MAX_NOTE_LEN:
+    try:
+        owner = _owner(session, req, owner_name, "tokens")
+    except NotFound:
+        # JupyterHub answers 403 here, for missing users and missing permission alike
+        raise Forbidden(
+            f"User {bounded(owner_name, 64)} not found or no permissions to generate tokens"
+        ) from None
+    note = body.get("note")
+    if note is not None and (not isinstance(note, str) or len(note) > MAX_NOTE_LEN):
         raise BadRequest(f"note must be a string of at most {MAX_NOTE_LEN} characters")
+    if not note:
+        note = "Requested via api" + (
+            f" by {req.kind} {req.name}" if req and req.name != owner_name else ""
+        )
     expires_in = body.get("expires_in")
     if expires_in is not None and (
         not isinstance(expires_in, int) or isinstance(expires_in, bool) or expires_in <= 0
@@ -146,9 +154,12 @@ def list_tokens(session: Session, req: Requester, owner_name: str) -> list[dict[
 
 def _token_by_id(session: Session, owner: User, token_id: str) -> APIToken:
     not_found = NotFound(f"No such token {bounded(token_id, 32)} for user {owner.name}")
-    if not token_id.startswith("a") or not token_id[1:].isdigit() or len(token_id) > 20:
+    digits = token_id[1:]
+    if not token_id.startswith("a") or not (digits.isascii() and digits.isdigit()):
         raise not_found
-    row = session.get(APIToken, int(token_id[1:]))
+    if len(digits) > 10 or int(digits) > MAX_ROW_ID:
+        raise not_found
+    row = session.get(APIToken, int(digits))
     if row is None or row.user_id != owner.id:
         raise not_found
     return row

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,9 @@ from hub.timeutil import parse_timestamp, utcnow
 
 StateFilter = Literal["active", "ready", "inactive"] | None
 SORT_KEYS = ("id", "name", "last_activity")
+# activity reported this far ahead of our clock is refused, as JupyterHub does: a bad
+# clock must not pin a user as active (and so never culled) forever
+MAX_ACTIVITY_AHEAD = datetime.timedelta(minutes=59)
 
 
 @dataclass(frozen=True)
@@ -304,12 +308,23 @@ def update_user(
     return get_user(session, ctx, req, user.name)
 
 
-def delete_user(session: Session, req: Requester, name: str) -> None:
+def _deletable(session: Session, req: Requester, name: str) -> User:
     user = find_visible_user(session, req, name, ["delete:users"])
     if req.kind == "user" and req.id == user.id:
         raise BadRequest("You cannot delete yourself")
     if user.admin and not req.is_full_admin():
         raise Forbidden("Only admins can delete admins")
+    return user
+
+
+def check_delete(session: Session, req: Requester, name: str) -> None:
+    """Raise unless `req` may delete `name`: 404, 400 (yourself) or 403 (an admin)."""
+    _deletable(session, req, name)
+
+
+def delete_user(session: Session, req: Requester, name: str) -> None:
+    """Delete a user whose servers are stopped (`hub.spawn` stops them first)."""
+    user = _deletable(session, req, name)
     active = session.scalar(
         select(func.count())
         .select_from(Server)
@@ -329,6 +344,16 @@ def set_password(session: Session, name: str, password: str) -> None:
     user.password_hash = hash_password(password)
 
 
+def _activity_time(text: object, label: str) -> datetime.datetime:
+    try:
+        when = parse_timestamp(text)
+    except ValueError as e:
+        raise BadRequest(f"{label}: {e}") from None
+    if when - utcnow() > MAX_ACTIVITY_AHEAD:
+        raise BadRequest(f"{label}: rejecting activity from more than an hour in the future")
+    return when
+
+
 def record_activity(session: Session, req: Requester, name: str, body: object) -> None:
     """Move a user's (and its servers') last activity forward, never back."""
     user = find_visible_user(session, req, name, ["users:activity"])
@@ -341,10 +366,7 @@ def record_activity(session: Session, req: Requester, name: str, body: object) -
     servers = body.get("servers")
     if not last and not servers:
         raise BadRequest("body must contain at least one of last_activity or servers")
-    try:
-        when = parse_timestamp(last) if last else None
-    except ValueError as e:
-        raise BadRequest(f"last_activity: {e}") from None
+    when = _activity_time(last, "last_activity") if last else None
     shape = "servers must be an object of the form {server_name: {last_activity: timestamp}}"
     updates: list[tuple[Server, Any]] = []
     if servers:
@@ -357,10 +379,8 @@ def record_activity(session: Session, req: Requester, name: str, body: object) -
             server = rows.get(server_name)
             if server is None:
                 raise BadRequest(f"No such server {bounded(server_name, 64)!s} for user {name}")
-            try:
-                updates.append((server, parse_timestamp(info["last_activity"])))
-            except ValueError as e:
-                raise BadRequest(f"servers.{bounded(server_name, 64)}.last_activity: {e}") from None
+            label = f"servers.{bounded(server_name, 64)}.last_activity"
+            updates.append((server, _activity_time(info["last_activity"], label)))
     if when is not None and (user.last_activity is None or when > user.last_activity):
         user.last_activity = when
     for server, stamp in updates:

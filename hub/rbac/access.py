@@ -26,6 +26,8 @@ class Requester:
     token_id: int | None = None
     groups: frozenset[str] = frozenset()
     parsed: Parsed = field(default_factory=dict, compare=False)
+    # the login session that issued the token, if any (shown by whoami, as in JupyterHub)
+    session_id: str | None = None
 
     @classmethod
     def build(
@@ -38,8 +40,19 @@ class Requester:
         *,
         token_id: int | None = None,
         groups: frozenset[str] = frozenset(),
+        session_id: str | None = None,
     ) -> Requester:
-        return cls(kind, name, id, admin, effective, token_id, groups, scopes.parse(effective))
+        return cls(
+            kind,
+            name,
+            id,
+            admin,
+            effective,
+            token_id,
+            groups,
+            scopes.parse(effective),
+            session_id,
+        )
 
     def has(self, base: str) -> bool:
         """Holds `base` for at least some resource."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from hub.errors import ConfigError
 from hub.rbac import scopes
@@ -96,17 +96,26 @@ class RoleTable:
         return scopes.expand(raw, name)
 
 
+def identify_scopes(owner_name: str, kind: Literal["user", "service"] = "user") -> frozenset[str]:
+    """What every token may do: read its owner's name (and a user's groups)."""
+    if kind == "service":
+        return frozenset({f"read:services:name!service={owner_name}"})
+    return frozenset(f"read:users:{f}!user={owner_name}" for f in ("name", "groups"))
+
+
 def token_scopes(
     token_raw: Iterable[str],
     owner_name: str,
     owner_scopes: frozenset[str],
     groups_of: Callable[[str], frozenset[str]],
+    kind: Literal["user", "service"] = "user",
 ) -> frozenset[str]:
-    """A token's effective scopes: its own, never beyond what its owner holds now."""
+    """A token's effective scopes: its own plus the identify scopes, never beyond what
+    its owner holds now (as JupyterHub computes them)."""
     raw = frozenset(token_raw)
     if "inherit" in raw:
         return owner_scopes
-    own = scopes.expand(raw, owner_name)
+    own = scopes.expand(raw, owner_name) | identify_scopes(owner_name, kind)
     return scopes.intersect(own, owner_scopes, groups_of)
 
 

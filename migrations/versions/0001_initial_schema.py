@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-21 16:18:03.105160
+Create Date: 2026-11-21 16:41:33.721029
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ def upgrade() -> None:
         sa.Column("target", sa.String(length=271), nullable=False),
         sa.Column("details", sa.JSON(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_log")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("audit_log", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_audit_log_action"), ["action"], unique=False)
@@ -39,6 +40,7 @@ def upgrade() -> None:
         sa.Column("created", sa.DateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_groups")),
         sa.UniqueConstraint("name", name=op.f("uq_groups_name")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "oauth_clients",
@@ -51,6 +53,7 @@ def upgrade() -> None:
         sa.Column("created", sa.DateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_oauth_clients")),
         sa.UniqueConstraint("identifier", name=op.f("uq_oauth_clients_identifier")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "roles",
@@ -61,6 +64,7 @@ def upgrade() -> None:
         sa.Column("managed", sa.Boolean(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_roles")),
         sa.UniqueConstraint("name", name=op.f("uq_roles_name")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "services",
@@ -72,6 +76,7 @@ def upgrade() -> None:
         sa.Column("created", sa.DateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_services")),
         sa.UniqueConstraint("name", name=op.f("uq_services_name")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "users",
@@ -87,6 +92,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
         sa.UniqueConstraint("cookie_id", name=op.f("uq_users_cookie_id")),
         sa.UniqueConstraint("name", name=op.f("uq_users_name")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("users", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_users_last_activity"), ["last_activity"], unique=False)
@@ -115,6 +121,7 @@ def upgrade() -> None:
             ["user_id"], ["users.id"], name=op.f("fk_api_tokens_user_id_users"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_api_tokens")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("api_tokens", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_api_tokens_expires_at"), ["expires_at"], unique=False)
@@ -164,6 +171,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_oauth_codes")),
         sa.UniqueConstraint("code_hash", name=op.f("uq_oauth_codes_code_hash")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("oauth_codes", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_oauth_codes_client_id"), ["client_id"], unique=False)
@@ -186,6 +194,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_servers")),
         sa.UniqueConstraint("user_id", "name", name="uq_servers_user_id_name"),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("servers", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_servers_started"), ["started"], unique=False)
