@@ -22,6 +22,7 @@ from traitlets.config import Application, Configurable
 
 import hub
 from hub import bootstrap, secretfiles
+from hub.authcache import RequesterCache
 from hub.db import migrate
 from hub.db.engine import Database
 from hub.errors import ConfigError
@@ -199,6 +200,7 @@ class AtriumApp(_Base):
             orchestrator=orchestrator,
             max_body_size=s.max_body_size,
             allow_password_token_requests=s.allow_password_token_requests,
+            requester_cache=RequesterCache(ttl=s.auth_cache_ttl),
         )
         return state, make_app(state, s.base_url, secrets.cookie_secret), admin
 

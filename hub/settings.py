@@ -127,6 +127,12 @@ class Hub(Configurable):
         help="Stop all user servers when the hub shuts down. Off by default, so restarting "
         "the hub never interrupts anyone's work.",
     ).tag(config=True)
+    auth_cache_ttl = Float(
+        5.0,
+        help="Seconds a resolved API token is remembered, to save two queries per request. "
+        "Changes made through the hub take effect at once; changes made directly on the "
+        "database (hub-admin --db) within this time. 0 turns the cache off.",
+    ).tag(config=True)
     max_body_size = Integer(
         1024 * 1024, help="Largest request body the API accepts, in bytes."
     ).tag(config=True)
@@ -172,6 +178,13 @@ class Hub(Configurable):
         value = int(proposal["value"])
         if value < 0:
             raise TraitError(f"{proposal['trait'].name} must not be negative, not {value}")
+        return value
+
+    @validate("auth_cache_ttl")
+    def _ttl_not_negative(self, proposal: Any) -> float:
+        value = float(proposal["value"])
+        if value < 0:
+            raise TraitError(f"auth_cache_ttl must not be negative, not {value}")
         return value
 
     @validate("slow_spawn_timeout", "slow_stop_timeout")

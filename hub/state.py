@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from hub.authcache import RequesterCache
 from hub.db.engine import Database
 from hub.ops.context import HubContext
 from hub.spawn import Orchestrator
@@ -19,3 +20,4 @@ class HubState:
     # password logins for POST /users/{name}/tokens are allowed for native accounts
     allow_password_token_requests: bool = True
     started_at: float = field(default_factory=time.time)
+    requester_cache: RequesterCache = field(default_factory=RequesterCache)

@@ -32,6 +32,7 @@ log = logging.getLogger("hub.api")
 access_log = logging.getLogger("hub.access")
 
 PAGINATION_MEDIA_TYPE = "application/jupyterhub-pagination+json"
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # offsets beyond this cannot name a row and would overflow the database's integers
 MAX_OFFSET = 2**31 - 1
 # an oversized body up to this many times max_body_size is read and discarded, so that
@@ -74,6 +75,13 @@ def needs_scope(*required: str) -> Callable[[Method], Method]:
         return wrapper
 
     return decorator
+
+
+def keeps_permissions(method: Method) -> Method:
+    """Mark a write that cannot change any existing token's permissions (creating a
+    user, posting activity, starting a server), so it leaves the requester cache be."""
+    method.__keeps_permissions__ = True  # type: ignore[attr-defined]
+    return method
 
 
 @web.stream_request_body
@@ -135,7 +143,12 @@ class APIHandler(web.RequestHandler):
             http1.set_max_body_size(limit * DRAIN_FACTOR)
         token = self.token_from_request()
         if token:
-            self.requester = await self.db.run(resolve_token, self.ctx.roles, token)
+            cache = self.hub.requester_cache
+            self.requester = cache.get(token)
+            if self.requester is None:
+                self.requester = await self.db.run(resolve_token, self.ctx.roles, token)
+                if self.requester is not None:
+                    cache.put(token, self.requester, self.requester.token_expires_at)
 
     def token_from_request(self) -> str | None:
         header = self.request.headers.get("Authorization", "")
@@ -310,6 +323,16 @@ class APIHandler(web.RequestHandler):
         return bounded(redact((self.request.uri or "")[:LOG_URI_SCAN]), 200)
 
     def on_finish(self) -> None:
+        method = getattr(self, (self.request.method or "").lower(), None)
+        if (
+            self.request.method not in _READ_METHODS
+            and self.get_status() < 400
+            and not getattr(method, "__keeps_permissions__", False)
+        ):
+            # A write may have changed someone's permissions: resolve tokens afresh.
+            # This runs in the same loop callback that sent the response, so no request
+            # that follows the write can see the old permissions.
+            self.hub.requester_cache.invalidate()
         started = getattr(self, "_started", None)
         duration = (time.perf_counter() - started) * 1000 if started else 0.0
         status = self.get_status()

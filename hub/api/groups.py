@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hub.api.base import APIHandler, needs_scope
+from hub.api.base import APIHandler, keeps_permissions, needs_scope
 from hub.errors import BadRequest
 from hub.log import bounded
 from hub.ops import groups as group_ops
@@ -84,6 +84,7 @@ class GroupUsersAPIHandler(APIHandler):
 
 
 class GroupPropertiesAPIHandler(APIHandler):
+    @keeps_permissions
     @needs_scope("groups")
     async def put(self, name: str) -> None:
         data = self.json_body()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hub.api.base import APIHandler, needs_scope
+from hub.api.base import APIHandler, keeps_permissions, needs_scope
 from hub.errors import BadRequest
 
 
@@ -30,6 +30,7 @@ def start_options(body: Any) -> Any:
 
 
 class ServerAPIHandler(APIHandler):
+    @keeps_permissions
     @needs_scope("start:servers")
     async def post(self, name: str, server_name: str = "") -> None:
         options = start_options(self.json_body(allow_empty=True))
@@ -38,6 +39,7 @@ class ServerAPIHandler(APIHandler):
         self.set_header("Content-Type", "text/plain")
         self.finish()
 
+    @keeps_permissions
     @needs_scope("delete:servers")
     async def delete(self, name: str, server_name: str = "") -> None:
         body = self.json_object(allow_empty=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hub.api.base import APIHandler, needs_scope
+from hub.api.base import APIHandler, keeps_permissions, needs_scope
 from hub.errors import BadRequest, Forbidden
 from hub.ops import tokens as token_ops
 from hub.ops.passwords import check_password
@@ -21,6 +21,7 @@ class TokenListAPIHandler(APIHandler):
         tokens = await self.db.run(token_ops.list_tokens, self.req, name)
         self.write_json({"api_tokens": tokens})
 
+    @keeps_permissions
     async def post(self, name: str) -> None:
         body: dict[str, Any] = self.json_object(allow_empty=True)
         req = self.requester

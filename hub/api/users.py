@@ -6,7 +6,7 @@ from typing import Any, cast
 
 from tornado import web
 
-from hub.api.base import APIHandler, needs_scope
+from hub.api.base import APIHandler, keeps_permissions, needs_scope
 from hub.errors import BadRequest
 from hub.log import bounded
 from hub.ops import users as user_ops
@@ -54,6 +54,7 @@ class UserListAPIHandler(APIHandler):
         else:
             self.write_json(items)
 
+    @keeps_permissions
     @needs_scope("admin:users")
     async def post(self) -> None:
         data = self.json_object()
@@ -80,6 +81,7 @@ class UserAPIHandler(APIHandler):
         model = await self.db.run(user_ops.get_user, self.ctx, self.req, name, include_stopped)
         self.write_json(model)
 
+    @keeps_permissions
     @needs_scope("admin:users")
     async def post(self, name: str) -> None:
         data = self.json_object(allow_empty=True)
@@ -108,6 +110,7 @@ class UserAPIHandler(APIHandler):
 
 
 class ActivityAPIHandler(APIHandler):
+    @keeps_permissions
     @needs_scope("users:activity")
     async def post(self, name: str) -> None:
         body: Any = self.json_body()

@@ -2,17 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.orm import Session
 
 from hub.db.models import AuditEvent
-from hub.timeutil import isoformat
+from hub.timeutil import isoformat, utcnow
+
+_audit = cast(Table, AuditEvent.__table__)
 
 
 def record(session: Session, actor: str, action: str, target: str = "", **details: Any) -> None:
-    session.add(AuditEvent(actor=actor, action=action, target=target, details=details))
+    record_many(session, actor, action, [target], **details)
+
+
+def record_many(
+    session: Session, actor: str, action: str, targets: Sequence[str], **details: Any
+) -> None:
+    """One event per target, in a single statement."""
+    now = utcnow()
+    session.execute(
+        insert(_audit),
+        [
+            {"at": now, "actor": actor, "action": action, "target": t, "details": details}
+            for t in targets
+        ],
+    )
 
 
 def list_events(

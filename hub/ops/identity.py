@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime
 from collections.abc import Callable
 from functools import cache
+from typing import Any
 
-from sqlalchemy import select, union_all, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from hub.db.models import (
@@ -15,11 +16,10 @@ from hub.db.models import (
     Role,
     Service,
     User,
-    group_role_map,
     service_role_map,
     user_group_map,
-    user_role_map,
 )
+from hub.ops import queries
 from hub.rbac import roles as rbac_roles
 from hub.rbac import scopes
 from hub.rbac.access import Requester
@@ -30,23 +30,9 @@ from hub.timeutil import utcnow
 ACTIVITY_RESOLUTION = datetime.timedelta(minutes=1)
 
 
-def user_groups(session: Session, user_id: int) -> frozenset[str]:
-    rows = session.scalars(
-        select(Group.name).join(user_group_map).where(user_group_map.c.user_id == user_id)
-    )
-    return frozenset(rows)
-
-
 def assigned_roles(session: Session, user_id: int) -> list[str]:
     """Role names assigned to a user directly or through its groups."""
-    direct = select(Role.name).join(user_role_map).where(user_role_map.c.user_id == user_id)
-    via_groups = (
-        select(Role.name)
-        .join(group_role_map, group_role_map.c.role_id == Role.id)
-        .join(user_group_map, user_group_map.c.group_id == group_role_map.c.group_id)
-        .where(user_group_map.c.user_id == user_id)
-    )
-    return list(session.scalars(union_all(direct, via_groups)))
+    return queries.memberships(session.connection(), [user_id])[user_id].all_roles
 
 
 def groups_lookup(session: Session) -> Callable[[str], frozenset[str]]:
@@ -66,32 +52,40 @@ def groups_lookup(session: Session) -> Callable[[str], frozenset[str]]:
 
 
 def user_requester(
-    session: Session, ctx_roles: rbac_roles.RoleTable, user: User, token: APIToken | None = None
+    session: Session,
+    ctx_roles: rbac_roles.RoleTable,
+    user_id: int,
+    name: str,
+    admin: bool,
+    token: Any = None,
 ) -> Requester:
-    groups = user_groups(session, user.id)
-    owner = ctx_roles.user_scopes(user.name, user.admin, assigned_roles(session, user.id))
+    """The requester for a user, through `token` (a TOKEN_WITH_OWNER row) if given."""
+    member = queries.memberships(session.connection(), [user_id])[user_id]
+    groups = frozenset(member.groups)
+    owner = ctx_roles.user_scopes(name, admin, member.all_roles)
     if token is None:
         effective = owner
     else:
 
-        def groups_of(name: str) -> frozenset[str]:
-            return groups if name == user.name else groups_lookup(session)(name)
+        def groups_of(other: str) -> frozenset[str]:
+            return groups if other == name else groups_lookup(session)(other)
 
-        effective = rbac_roles.token_scopes(token.scopes, user.name, owner, groups_of)
+        effective = rbac_roles.token_scopes(token.scopes, name, owner, groups_of)
     return Requester.build(
         "user",
-        user.name,
-        user.id,
-        user.admin,
+        name,
+        user_id,
+        admin,
         effective,
         token_id=token.id if token is not None else None,
         groups=groups,
         session_id=token.session_id if token is not None else None,
+        token_expires_at=token.expires_at if token is not None else None,
     )
 
 
 def service_requester(
-    session: Session, ctx_roles: rbac_roles.RoleTable, service: Service, token: APIToken
+    session: Session, ctx_roles: rbac_roles.RoleTable, service: Service, token: Any
 ) -> Requester:
     role_names = list(
         session.scalars(
@@ -114,17 +108,18 @@ def service_requester(
         effective,
         token_id=token.id,
         session_id=token.session_id,
+        token_expires_at=token.expires_at,
     )
 
 
-def find_token(session: Session, token: str) -> APIToken | None:
-    """The stored token matching `token`, if it exists and has not expired."""
+def find_token(session: Session, token: str) -> Any:
+    """The stored token matching `token` (a TOKEN_WITH_OWNER row), unless expired."""
     if not token or len(token) > 256:
         return None
     now = utcnow()
-    candidates = session.scalars(
-        select(APIToken).where(APIToken.prefix == token_prefix(token))
-    ).all()
+    candidates = session.connection().execute(
+        queries.TOKEN_WITH_OWNER, {"prefix": token_prefix(token)}
+    )
     for row in candidates:
         if token_matches(token, row.hashed):
             if row.expires_at is not None and row.expires_at <= now:
@@ -144,10 +139,9 @@ def resolve_token(
     if row.last_activity is None or now - row.last_activity > ACTIVITY_RESOLUTION:
         session.execute(update(APIToken).where(APIToken.id == row.id).values(last_activity=now))
     if row.user_id is not None:
-        user = session.get(User, row.user_id)
-        if user is None or user.blocked:
+        if row.user_blocked:
             return None
-        return user_requester(session, ctx_roles, user, row)
+        return user_requester(session, ctx_roles, row.user_id, row.user_name, row.user_admin, row)
     if row.service_id is not None:
         service = session.get(Service, row.service_id)
         if service is None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from hub.db.models import APIToken, Server
+from hub.db.models import APIToken
 from hub.ops.context import HubContext
 from hub.rbac.access import Requester
+from hub.rbac.scopes import ALL
 from hub.timeutil import isoformat
 
 # which keys of a user model each scope reveals
@@ -43,13 +45,52 @@ GROUP_KEYS: dict[str, frozenset[str]] = {
 GROUP_READ_SCOPES = tuple(GROUP_KEYS)
 
 
-def is_active(server: Server) -> bool:
+@dataclass(frozen=True)
+class VisibleKeys:
+    """Which user-model keys a requester may read: those granted for every user, and
+    the filtered scopes that must be checked per user."""
+
+    everywhere: frozenset[str]
+    filtered: tuple[tuple[str, frozenset[str]], ...]
+    all_server_state: bool
+
+    @classmethod
+    def of(cls, req: Requester) -> VisibleKeys:
+        everywhere: set[str] = set()
+        filtered = []
+        for scope, keys in USER_KEYS.items():
+            entry = req.parsed.get(scope)
+            if entry == ALL:
+                everywhere |= keys
+            elif entry is not None:
+                filtered.append((scope, keys))
+        return cls(
+            frozenset(everywhere),
+            tuple(filtered),
+            req.parsed.get("admin:server_state") == ALL,
+        )
+
+    def for_user(self, req: Requester, name: str, groups: Iterable[str]) -> frozenset[str]:
+        allowed = self.everywhere
+        for scope, keys in self.filtered:
+            if not keys <= allowed and req.allows(scope, user=name, user_groups=groups):
+                allowed = allowed | keys
+        return allowed
+
+
+def is_active(server: Any) -> bool:
     return server.started is not None or server.pending is not None
 
 
 def server_model(
-    ctx: HubContext, req: Requester, user_name: str, server: Server, user_groups: Iterable[str]
+    ctx: HubContext,
+    req: Requester,
+    user_name: str,
+    server: Any,
+    user_groups: Iterable[str],
+    plan: VisibleKeys | None = None,
 ) -> dict[str, Any]:
+    """`server` is a Server row or object (same attribute names)."""
     ready = server.started is not None and server.pending is None
     model: dict[str, Any] = {
         "name": server.name,
@@ -67,7 +108,7 @@ def server_model(
         "full_url": None,
         "full_progress_url": None,
     }
-    if req.allows(
+    if (plan is not None and plan.all_server_state) or req.allows(
         "admin:server_state", server=f"{user_name}/{server.name}", user_groups=user_groups
     ):
         model["state"] = server.state
@@ -84,14 +125,12 @@ def user_model(
     last_activity: Any,
     groups: list[str],
     assigned_roles: Iterable[str],
-    servers: Iterable[Server],
+    servers: Iterable[Any],
     include_stopped: bool = False,
+    plan: VisibleKeys | None = None,
 ) -> dict[str, Any]:
     """A user model with only the keys `req` may read (empty if none)."""
-    allowed: set[str] = set()
-    for scope, keys in USER_KEYS.items():
-        if req.allows(scope, user=name, user_groups=groups):
-            allowed |= keys
+    allowed = (plan or VisibleKeys.of(req)).for_user(req, name, groups)
     if not allowed:
         return {}
     servers = list(servers)
@@ -117,7 +156,7 @@ def user_model(
         if (is_active(server) or include_stopped) and req.allows(
             "read:servers", server=f"{name}/{server.name}", user_groups=groups
         ):
-            visible[server.name] = server_model(ctx, req, name, server, groups)
+            visible[server.name] = server_model(ctx, req, name, server, groups, plan)
     if "servers" in allowed or visible:
         model["servers"] = visible
     return model

@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import datetime
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select
+from sqlalchemy import ColumnElement, and_, delete, exists, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from hub.db.models import Group, Role, Server, User, user_group_map, user_role_map
+from hub.db.models import Group, Server, User
 from hub.errors import BadRequest, Conflict, Forbidden, NotFound
 from hub.log import bounded
 from hub.names import validate_username
-from hub.ops import audit
+from hub.ops import audit, queries
 from hub.ops.context import HubContext
-from hub.ops.models import user_model
+from hub.ops.models import VisibleKeys, user_model
 from hub.rbac.access import Requester
 from hub.secrets_hash import hash_password
 from hub.timeutil import parse_timestamp, utcnow
@@ -79,37 +78,6 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _related(
-    session: Session, user_ids: Sequence[int], include_stopped: bool
-) -> tuple[dict[int, list[str]], dict[int, list[str]], dict[int, list[Server]]]:
-    groups: dict[int, list[str]] = defaultdict(list)
-    roles: dict[int, list[str]] = defaultdict(list)
-    servers: dict[int, list[Server]] = defaultdict(list)
-    if not user_ids:
-        return groups, roles, servers
-    for uid, gname in session.execute(
-        select(user_group_map.c.user_id, Group.name)
-        .join(Group, Group.id == user_group_map.c.group_id)
-        .where(user_group_map.c.user_id.in_(user_ids))
-        .order_by(Group.name)
-    ):
-        groups[uid].append(gname)
-    for uid, rname in session.execute(
-        select(user_role_map.c.user_id, Role.name)
-        .join(Role, Role.id == user_role_map.c.role_id)
-        .where(user_role_map.c.user_id.in_(user_ids))
-    ):
-        roles[uid].append(rname)
-    server_query = select(Server).where(Server.user_id.in_(user_ids))
-    if not include_stopped:
-        server_query = server_query.where(
-            or_(Server.started.is_not(None), Server.pending.is_not(None))
-        )
-    for server in session.scalars(server_query.order_by(Server.name)):
-        servers[server.user_id].append(server)
-    return groups, roles, servers
-
-
 def _models(
     session: Session,
     ctx: HubContext,
@@ -117,10 +85,15 @@ def _models(
     rows: Sequence[Any],
     include_stopped: bool,
 ) -> list[dict[str, Any]]:
+    """User models for `rows` (id, name, admin, created, last_activity), in 2 queries."""
+    conn = session.connection()
     ids = [r.id for r in rows]
-    groups, roles, servers = _related(session, ids, include_stopped)
+    members = queries.memberships(conn, ids)
+    servers = queries.servers_of(conn, ids, include_stopped)
+    plan = VisibleKeys.of(req)
     out = []
     for r in rows:
+        member = members[r.id]
         model = user_model(
             ctx,
             req,
@@ -128,10 +101,11 @@ def _models(
             admin=r.admin,
             created=r.created,
             last_activity=r.last_activity,
-            groups=groups.get(r.id, []),
-            assigned_roles=roles.get(r.id, []),
-            servers=servers.get(r.id, []),
+            groups=member.groups,
+            assigned_roles=member.roles,
+            servers=servers[r.id],
             include_stopped=include_stopped,
+            plan=plan,
         )
         if model:
             out.append(model)
@@ -139,6 +113,17 @@ def _models(
 
 
 _USER_COLUMNS = (User.id, User.name, User.admin, User.created, User.last_activity)
+
+
+def _order(sort: str, descending: bool) -> tuple[Any, ...]:
+    """ORDER BY that an index can serve; NULL activity first going up, last going down."""
+    if sort == "id":
+        return (User.id.desc() if descending else User.id.asc(),)
+    if sort == "name":
+        return (User.name.desc() if descending else User.name.asc(),)
+    if descending:
+        return (User.last_activity.desc().nulls_last(), User.id.asc())
+    return (User.last_activity.asc().nulls_first(), User.id.asc())
 
 
 def list_users(
@@ -157,12 +142,10 @@ def list_users(
         conditions.append(~_active_server())
     if q.name_filter:
         conditions.append(User.name.ilike(f"%{_escape_like(q.name_filter)}%", escape="\\"))
-    column = {"id": User.id, "name": User.name, "last_activity": User.last_activity}[q.sort]
-    order = (
-        (column.is_(None), column.desc()) if q.descending else (column.is_not(None), column.asc())
-    )
     query = select(*_USER_COLUMNS).where(and_(True, *conditions))
-    rows = session.execute(query.order_by(*order, User.id).offset(q.offset).limit(q.limit)).all()
+    rows = session.execute(
+        query.order_by(*_order(q.sort, q.descending)).offset(q.offset).limit(q.limit)
+    ).all()
     total = None
     if q.count:
         total = session.scalar(
@@ -192,7 +175,7 @@ def find_visible_user(session: Session, req: Requester, name: str, scopes: Itera
 def get_user(
     session: Session, ctx: HubContext, req: Requester, name: str, include_stopped: bool = False
 ) -> dict[str, Any]:
-    user = session.execute(select(*_USER_COLUMNS).where(User.name == name)).first()
+    user = session.connection().execute(queries.USER_BY_NAME, {"name": name}).first()
     if user is None:
         raise NotFound(f"No such user: {bounded(name, 64)}")
     models = _models(session, ctx, req, [user], include_stopped)
@@ -234,28 +217,42 @@ def create_users(
         raise Conflict(f"All {len(valid)} users already exist")
     hashed = hash_password(password) if password else None
     now = utcnow()
-    users = [
-        User(name=n, admin=is_admin, created=now, cookie_id=new_cookie_id(), password_hash=hashed)
-        for n in to_create
-    ]
-    session.add_all(users)
     try:
-        session.flush()
+        rows = session.execute(
+            insert(queries.users).returning(*queries.USER_COLUMNS, sort_by_parameter_order=True),
+            [
+                {
+                    "name": n,
+                    "admin": is_admin,
+                    "blocked": False,
+                    "created": now,
+                    "cookie_id": new_cookie_id(),
+                    "password_hash": hashed,
+                }
+                for n in to_create
+            ],
+        ).all()
     except IntegrityError:
         raise Conflict("A user with that name was created at the same time") from None
-    for name in to_create:
-        audit.record(session, req.name, "user.create", name, admin=is_admin)
-    rows = [(u.id, u.name, u.admin, u.created, u.last_activity) for u in users]
-    return _models(session, ctx, req, [_Row(*r) for r in rows], False)
-
-
-@dataclass(frozen=True)
-class _Row:
-    id: int
-    name: str
-    admin: bool
-    created: Any
-    last_activity: Any
+    audit.record_many(session, req.name, "user.create", to_create, admin=is_admin)
+    # new users have no groups, roles or servers yet: no need to read them back
+    plan = VisibleKeys.of(req)
+    models = [
+        user_model(
+            ctx,
+            req,
+            name=r.name,
+            admin=r.admin,
+            created=r.created,
+            last_activity=r.last_activity,
+            groups=[],
+            assigned_roles=[],
+            servers=[],
+            plan=plan,
+        )
+        for r in rows
+    ]
+    return [m for m in models if m]
 
 
 PATCHABLE = {"name", "admin", "groups"}

@@ -7,6 +7,7 @@ is visible to this requester (not visible -> 404, as JupyterHub does).
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -28,6 +29,8 @@ class Requester:
     parsed: Parsed = field(default_factory=dict, compare=False)
     # the login session that issued the token, if any (shown by whoami, as in JupyterHub)
     session_id: str | None = None
+    # when the token used expires (naive UTC); None for no expiry or no token
+    token_expires_at: datetime.datetime | None = None
 
     @classmethod
     def build(
@@ -41,6 +44,7 @@ class Requester:
         token_id: int | None = None,
         groups: frozenset[str] = frozenset(),
         session_id: str | None = None,
+        token_expires_at: datetime.datetime | None = None,
     ) -> Requester:
         return cls(
             kind,
@@ -52,6 +56,7 @@ class Requester:
             groups,
             scopes.parse(effective),
             session_id,
+            token_expires_at,
         )
 
     def has(self, base: str) -> bool:
