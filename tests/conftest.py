@@ -256,6 +256,24 @@ def expect_error(r: Response, status: int, *fragments: str) -> str:
     return message
 
 
+BadInput = tuple[str, str, Any, int, str]  # method, path, body (bytes = raw), status, fragment
+
+
+async def assert_bad_inputs_change_nothing(hub: RunningHub, cases: list[BadInput]) -> None:
+    """Send every bad request; each must get its JSON error and none may change state."""
+    before = await api_state(hub)
+    failures = []
+    for method, path, body, status, fragment in cases:
+        raw = body if isinstance(body, bytes) else None
+        r = await hub.api(method, path, None if raw is not None else body, raw=raw)
+        try:
+            expect_error(r, status, fragment)
+        except AssertionError as e:
+            failures.append(f"{method} {path[:80]} {str(body)[:60]}: {e}")
+    assert not failures, "\n".join(failures)
+    assert await api_state(hub) == before
+
+
 async def api_state(hub: RunningHub) -> dict[str, Any]:
     """What an admin sees of users, groups and tokens; for 'nothing changed' checks."""
     users = (await hub.api("GET", "/users?include_stopped_servers=1")).json()

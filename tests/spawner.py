@@ -29,7 +29,7 @@ import tempfile
 import time
 from typing import Any
 
-from traitlets import Enum, Float, Integer
+from traitlets import Bool, Enum, Float, Integer
 
 from spawners.base import Spawner
 from tests.pg import free_port
@@ -62,7 +62,11 @@ def pid_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    return True
+    try:  # an exited process nobody has reaped yet (a zombie) is not running
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def _server_command(port: int, delay: float) -> list[str]:
@@ -89,6 +93,11 @@ class ProcessSpawner(Spawner):
         config=True
     )
     fail_stop = Integer(0, help="How many stop() calls raise before one succeeds.").tag(config=True)
+    kill_at_exit = Bool(
+        True,
+        help="Kill this spawner's servers when the Python process that started them exits "
+        "(off for tests that check servers outlive a hub).",
+    ).tag(config=True)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -121,7 +130,8 @@ class ProcessSpawner(Spawner):
         )
         self._proc = proc
         self.pid = proc.pid
-        _live[proc.pid] = proc
+        if self.kill_at_exit:
+            _live[proc.pid] = proc
         started_pids.append(proc.pid)
         while not await self._answers():
             if proc.poll() is not None:

@@ -5,7 +5,13 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from tests.conftest import LogCapture, RunningHub, api_state, expect_error
+from tests.conftest import (
+    LogCapture,
+    RunningHub,
+    api_state,
+    assert_bad_inputs_change_nothing,
+    expect_error,
+)
 from tests.test_api_users import BAD_NAMES
 
 PAGINATED = {"Accept": "application/jupyterhub-pagination+json"}
@@ -147,15 +153,5 @@ def _group_bad_input() -> list[tuple[str, str, Any, int, str]]:
 async def test_bad_input_changes_nothing(hub: RunningHub, hub_logs: LogCapture) -> None:
     await hub.add_user("ann")
     assert (await hub.api("POST", "/groups/class1", {"users": ["ann"]})).status == 201
-    before = await api_state(hub)
-    failures = []
-    for method, path, body, status, fragment in _group_bad_input():
-        raw = body if isinstance(body, bytes) else None
-        r = await hub.api(method, path, None if raw is not None else body, raw=raw)
-        try:
-            expect_error(r, status, fragment)
-        except AssertionError as e:
-            failures.append(f"{method} {path[:80]} {str(body)[:60]}: {e}")
-    assert not failures, "\n".join(failures)
-    assert await api_state(hub) == before
+    await assert_bad_inputs_change_nothing(hub, list(_group_bad_input()))
     hub_logs.assert_no_secrets(hub.admin_token)

@@ -21,7 +21,14 @@ from sqlalchemy.orm import Session
 from tornado.httpclient import AsyncHTTPClient
 
 from hub.db.models import Server, User
-from tests.conftest import HubFactory, LogCapture, RunningHub, api_state, expect_error
+from tests.conftest import (
+    HubFactory,
+    LogCapture,
+    RunningHub,
+    api_state,
+    assert_bad_inputs_change_nothing,
+    expect_error,
+)
 from tests.spawner import pid_alive, started_pids
 
 SPAWNER = "tests.spawner.ProcessSpawner"
@@ -379,17 +386,7 @@ async def test_bad_input_changes_nothing(hub_factory: HubFactory, hub_logs: LogC
     hub = await hub_factory(spawner_class=SPAWNER, allow_named_servers=True)
     await hub.add_user("ann")
     await hub.add_user("bob")
-    before = await api_state(hub)
-    failures = []
-    for method, path, body, status, fragment in _server_bad_input():
-        raw = body if isinstance(body, bytes) else None
-        r = await hub.api(method, path, None if raw is not None else body, raw=raw)
-        try:
-            expect_error(r, status, fragment)
-        except AssertionError as e:
-            failures.append(f"{method} {path[:80]} {str(body)[:60]}: {e}")
-    assert not failures, "\n".join(failures)
-    assert await api_state(hub) == before
+    await assert_bad_inputs_change_nothing(hub, list(_server_bad_input()))
 
     # ann may not touch bob's servers, and cannot tell whether he exists
     ann = await hub.token_for("ann")

@@ -13,7 +13,14 @@ from urllib.parse import quote
 import pytest
 
 import hub as hub_package
-from tests.conftest import HubFactory, LogCapture, RunningHub, api_state, expect_error
+from tests.conftest import (
+    HubFactory,
+    LogCapture,
+    RunningHub,
+    api_state,
+    assert_bad_inputs_change_nothing,
+    expect_error,
+)
 
 PAGINATED = {"Accept": "application/jupyterhub-pagination+json"}
 
@@ -391,17 +398,7 @@ def _users_bad_input() -> list[tuple[str, str, Any, int, str]]:
 async def test_bad_input_changes_nothing(hub: RunningHub, hub_logs: LogCapture) -> None:
     await hub.add_user("ann")
     await hub.add_user("bob")
-    before = await api_state(hub)
-    failures = []
-    for method, path, body, status, fragment in _users_bad_input():
-        raw = body if isinstance(body, bytes) else None
-        r = await hub.api(method, path, None if raw is not None else body, raw=raw)
-        try:
-            expect_error(r, status, fragment)
-        except AssertionError as e:
-            failures.append(f"{method} {path[:80]} {str(body)[:60]}: {e}")
-    assert not failures, "\n".join(failures)
-    assert await api_state(hub) == before
+    await assert_bad_inputs_change_nothing(hub, list(_users_bad_input()))
     hub_logs.assert_no_secrets(hub.admin_token)
 
 

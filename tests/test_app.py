@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
 import signal
 from pathlib import Path
@@ -83,3 +85,48 @@ async def test_config_roles_may_name_the_first_admin(tmp_path: Path) -> None:
     await hub.start()
     assert await hub.stop() == 0
     assert "Traceback" not in hub.stderr
+
+
+@pytest.mark.parametrize("cleanup", [False, True])
+async def test_shutdown_leaves_user_servers_running_unless_configured(
+    tmp_path: Path, cleanup: bool
+) -> None:
+    from tests.spawner import pid_alive
+
+    (tmp_path / "atrium_config.py").write_text(
+        "c.Hub.spawner_class = 'tests.spawner.ProcessSpawner'\n"
+        "c.ProcessSpawner.kill_at_exit = False\n"
+        f"c.Hub.cleanup_servers = {cleanup}\n"
+    )
+    repo = str(Path(__file__).parent.parent)
+    hub = AtriumProcess(
+        tmp_path, env={"PYTHONPATH": repo, "ATRIUM_ADMIN_PASSWORD": "shutdown-test-pw"}
+    )
+    await hub.start()
+    client = AsyncHTTPClient()
+    try:
+        r = await client.fetch(
+            HTTPRequest(
+                f"{hub.url}api/users/admin/tokens",
+                method="POST",
+                body=orjson.dumps({"auth": {"username": "admin", "password": "shutdown-test-pw"}}),
+            )
+        )
+        auth = {"Authorization": f"token {orjson.loads(r.body)['token']}"}
+        r = await client.fetch(
+            HTTPRequest(f"{hub.url}api/users/admin/server", method="POST", body=b"", headers=auth)
+        )
+        assert r.code == 201
+        r = await client.fetch(f"{hub.url}api/users/admin", headers=auth)
+        pid = orjson.loads(r.body)["servers"][""]["state"]["pid"]
+        assert pid_alive(pid)
+    finally:
+        assert await hub.stop() == 0
+    try:
+        for _ in range(50):
+            if pid_alive(pid) != (not cleanup):
+                await asyncio.sleep(0.1)
+        assert pid_alive(pid) is not cleanup
+    finally:
+        if pid_alive(pid):
+            os.kill(pid, signal.SIGTERM)  # the server this test started

@@ -204,7 +204,22 @@ def expand(
 
 
 def parse(expanded: Iterable[str]) -> Parsed:
-    """Group expanded scopes by base: ALL wins over any filter."""
+    """Group expanded scopes by base: ALL wins over any filter.
+
+    The result for a frozenset is cached (requests with the same permissions share
+    it), so callers must treat it as read-only.
+    """
+    if isinstance(expanded, frozenset):
+        return _parse_cached(expanded)
+    return _parse(expanded)
+
+
+@lru_cache(maxsize=4096)
+def _parse_cached(expanded: frozenset[str]) -> Parsed:
+    return _parse(expanded)
+
+
+def _parse(expanded: Iterable[str]) -> Parsed:
     parsed: dict[str, str | dict[str, set[str]]] = {}
     for scope in expanded:
         base, kind, value = split(scope)
