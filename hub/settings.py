@@ -170,21 +170,11 @@ class Hub(Configurable):
             raise TraitError(f"{proposal['trait'].name} must be at least 1, not {value}")
         return value
 
-    @validate(
-        "token_expires_in_max_seconds",
-        "named_server_limit_per_user",
-    )
-    def _not_negative(self, proposal: Any) -> int:
-        value = int(proposal["value"])
+    @validate("token_expires_in_max_seconds", "named_server_limit_per_user", "auth_cache_ttl")
+    def _not_negative(self, proposal: Any) -> Any:
+        value = proposal["value"]
         if value < 0:
             raise TraitError(f"{proposal['trait'].name} must not be negative, not {value}")
-        return value
-
-    @validate("auth_cache_ttl")
-    def _ttl_not_negative(self, proposal: Any) -> float:
-        value = float(proposal["value"])
-        if value < 0:
-            raise TraitError(f"auth_cache_ttl must not be negative, not {value}")
         return value
 
     @validate("slow_spawn_timeout", "slow_stop_timeout")

@@ -82,6 +82,7 @@ BAD = [
     (["--Hub.db_pool_size=0"], "at least 1"),
     (["--Hub.slow_spawn_timeout=-1"], "must be positive"),
     (["--Hub.token_expires_in_max_seconds=-5"], "must not be negative"),
+    (["--Hub.auth_cache_ttl=-1"], "must not be negative"),
     (["--Hub.prot=8000"], "did you mean c.Hub.port"),
     (["--Hub.spawner_class=no.such.Module"], "spawner_class"),
     (["--config", "missing.py"], "config file not found"),

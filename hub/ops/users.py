@@ -91,25 +91,47 @@ def _models(
     members = queries.memberships(conn, ids)
     servers = queries.servers_of(conn, ids, include_stopped)
     plan = VisibleKeys.of(req)
-    out = []
-    for r in rows:
-        member = members[r.id]
-        model = user_model(
+    models = (
+        _row_model(
             ctx,
             req,
-            name=r.name,
-            admin=r.admin,
-            created=r.created,
-            last_activity=r.last_activity,
-            groups=member.groups,
-            assigned_roles=member.roles,
+            plan,
+            r,
+            groups=members[r.id].groups,
+            roles=members[r.id].roles,
             servers=servers[r.id],
             include_stopped=include_stopped,
-            plan=plan,
         )
-        if model:
-            out.append(model)
-    return out
+        for r in rows
+    )
+    return [m for m in models if m]
+
+
+def _row_model(
+    ctx: HubContext,
+    req: Requester,
+    plan: VisibleKeys,
+    row: Any,
+    *,
+    groups: list[str],
+    roles: list[str],
+    servers: list[Any],
+    include_stopped: bool = False,
+) -> dict[str, Any]:
+    """The model of one user row (id, name, admin, created, last_activity)."""
+    return user_model(
+        ctx,
+        req,
+        name=row.name,
+        admin=row.admin,
+        created=row.created,
+        last_activity=row.last_activity,
+        groups=groups,
+        assigned_roles=roles,
+        servers=servers,
+        include_stopped=include_stopped,
+        plan=plan,
+    )
 
 
 _USER_COLUMNS = (User.id, User.name, User.admin, User.created, User.last_activity)
@@ -237,21 +259,7 @@ def create_users(
     audit.record_many(session, req.name, "user.create", to_create, admin=is_admin)
     # new users have no groups, roles or servers yet: no need to read them back
     plan = VisibleKeys.of(req)
-    models = [
-        user_model(
-            ctx,
-            req,
-            name=r.name,
-            admin=r.admin,
-            created=r.created,
-            last_activity=r.last_activity,
-            groups=[],
-            assigned_roles=[],
-            servers=[],
-            plan=plan,
-        )
-        for r in rows
-    ]
+    models = (_row_model(ctx, req, plan, r, groups=[], roles=[], servers=[]) for r in rows)
     return [m for m in models if m]
 
 
