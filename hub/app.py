@@ -234,6 +234,16 @@ class AtriumApp(_Base):
         log.info("Stopped")
 
 
+def hub_admin_command() -> str:
+    """How to call hub-admin from here: its full path when it is not on PATH."""
+    import shutil
+
+    beside = Path(sys.executable).parent / "hub-admin"
+    if beside.exists() and shutil.which("hub-admin") != str(beside):
+        return str(beside)
+    return "hub-admin"
+
+
 def print_welcome(url: str, admin: bootstrap.InitialAdmin) -> None:
     """On first start, tell the person at the terminal how to log in (once)."""
     if not admin.created:
@@ -252,7 +262,7 @@ def print_welcome(url: str, admin: bootstrap.InitialAdmin) -> None:
         "  Get an API token:",
         f'    curl -X POST -d \'{{"auth": {{"username": "{admin.name}", '
         f'"password": "PASSWORD"}}}}\' {api}/users/{admin.name}/tokens',
-        f"  Then: hub-admin --url {url} --token TOKEN user list",
+        f"  Then: {hub_admin_command()} --url {url} --token TOKEN user list",
         "",
     ]
     print("\n".join(lines), flush=True)
