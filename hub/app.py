@@ -3,144 +3,38 @@
 Start-up is a pipeline of small steps, each in its own module:
 config (`hub.settings`) -> logging (`hub.log`) -> secrets (`hub.secretfiles`) ->
 database (`hub.db`) -> roles and first admin (`hub.bootstrap`) -> spawners
-(`hub.spawn`) -> routes (`hub.web`) -> listen. Subcommands: `upgrade-db`,
-`generate-config`.
+(`hub.spawn`) -> routes (`hub.web`) -> listen. Config loading is `hub.command`;
+the subcommands `upgrade-db` and `generate-config` are `hub.subcommands`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import sys
 from pathlib import Path
 from typing import Any
 
-from traitlets import Bool, TraitError, Unicode
-from traitlets.config import Application, Configurable
+from traitlets import TraitError
 
 import hub
 from hub import bootstrap, secretfiles
 from hub.authcache import RequesterCache
+from hub.command import HubCommand
 from hub.db import migrate
 from hub.db.engine import Database
 from hub.errors import ConfigError
-from hub.log import setup_logging
-from hub.ops.context import HubContext
-from hub.ops.servers import ServerRef
 from hub.rbac.roles import RoleTable
-from hub.settings import Hub, load_spawner_class
-from hub.spawn import Orchestrator, SpawnTimeouts
+from hub.spawn import Orchestrator, SpawnTimeouts, spawner_factory
 from hub.state import HubState
-from spawners.base import Spawner
+from hub.subcommands import GenerateConfig, UpgradeDB
+from hub.welcome import print_welcome
 
 log = logging.getLogger("atrium")
 
-DB_URL_ENV = "ATRIUM_DB_URL"
 
-aliases = {
-    "ip": "Hub.ip",
-    "port": "Hub.port",
-    "base-url": "Hub.base_url",
-    "db": "Hub.db_url",
-    "log-level": "Application.log_level",
-    "log-format": "Hub.log_format",
-    "config": "AtriumApp.config_file",
-    "f": "AtriumApp.config_file",
-}
-
-
-def check_known_settings(config: Any, classes: list[type[Configurable]]) -> None:
-    """Refuse misspelled settings of our own classes: a typo must not pass silently."""
-    import difflib
-
-    by_name = {cls.__name__: cls for cls in classes}
-    for section, values in config.items():
-        cls = by_name.get(section)
-        if cls is None or not hasattr(values, "keys"):
-            continue
-        known = set(cls.class_trait_names(config=True))
-        for key in values:
-            if key not in known:
-                close = difflib.get_close_matches(key, sorted(known), n=1)
-                hint = f"; did you mean c.{section}.{close[0]}?" if close else ""
-                raise ConfigError(f"unknown setting c.{section}.{key}{hint}")
-
-
-class _Base(Application):
-    """Shared by the hub and its subcommands: config file, logging, database URL."""
-
-    config_file = Unicode(
-        "atrium_config.py", help="The config file to load (Python, c.Hub.port = 8000 style)."
-    ).tag(config=True)
-    aliases = aliases
-    classes = [Hub, Spawner]
-    raise_config_file_errors = True
-
-    def _log_level_default(self) -> int:
-        return logging.INFO
-
-    def _configure_logging(self) -> None:
-        setup_logging(self.log_level, getattr(self, "_log_format", "text"))  # type: ignore[arg-type]
-
-    def initialize(self, argv: list[str] | None = None) -> None:
-        super().initialize(argv)
-        if self.subapp is not None:
-            return
-        path = Path(self.config_file)
-        explicit = any("config_file" in self.cli_config.get(k, {}) for k in ("AtriumApp", "_Base"))
-        if path.exists():
-            try:
-                self.load_config_file(str(path))
-            except Exception as e:
-                raise ConfigError(f"error in config file {path}: {type(e).__name__}: {e}") from None
-        elif explicit:
-            raise ConfigError(f"config file not found: {path}")
-        # command-line flags win over the config file
-        self.update_config(self.cli_config)
-        if self.extra_args:
-            raise ConfigError(f"unexpected argument: {self.extra_args[0]!r} (see --help)")
-        check_known_settings(self.config, [type(self), *self.classes])
-        self.settings = Hub(config=self.config)
-        if os.environ.get(DB_URL_ENV):
-            self.settings.db_url = os.environ[DB_URL_ENV]
-        self._log_format = self.settings.log_format
-        self._configure_logging()
-
-
-class UpgradeDB(_Base):
-    name = "atrium-upgrade-db"
-    description = "Upgrade the database schema to this version of Atrium (backs up SQLite first)."
-
-    def start(self) -> None:
-        for line in migrate.upgrade_database(self.settings.db_url):
-            print(line)
-
-
-class GenerateConfig(_Base):
-    name = "atrium-generate-config"
-    description = "Write a config file with every setting, commented, and its help."
-    output = Unicode(
-        "atrium_config.py", help="Where to write the config file ('-' for standard output)."
-    ).tag(config=True)
-    force = Bool(False, help="Overwrite an existing file.").tag(config=True)
-    flags = {"force": ({"GenerateConfig": {"force": True}}, "Overwrite an existing file.")}
-    aliases = {**aliases, "output": "GenerateConfig.output", "o": "GenerateConfig.output"}
-
-    def start(self) -> None:
-        text = AtriumApp(config=self.config).generate_config_file()
-        target = Path(self.output)
-        if self.output == "-":
-            sys.stdout.write(text)
-            return
-        if target.exists() and not self.force:
-            raise ConfigError(f"{target} exists; use --force to overwrite it")
-        target.write_text(text)
-        print(f"Wrote {target}")
-
-
-class AtriumApp(_Base):
+class AtriumApp(HubCommand):
     name = "atrium"
     version = hub.__version__
     description = "Atrium: a multi-user Jupyter hub. Runs the hub."
@@ -170,29 +64,12 @@ class AtriumApp(_Base):
         except BaseException:
             db.close()
             raise
-        ctx = HubContext(
-            base_url=s.base_url,
-            roles=roles,
-            page_default_limit=min(s.api_page_default_limit, s.api_page_max_limit),
-            page_max_limit=s.api_page_max_limit,
-            token_expires_in_max=s.token_expires_in_max_seconds,
-            allow_named_servers=s.allow_named_servers,
-            named_server_limit_per_user=s.named_server_limit_per_user,
-        )
-        factory = None
-        if s.spawner_class:
-            spawner_class = load_spawner_class(s.spawner_class)
-
-            def factory(ref: ServerRef) -> Spawner:
-                return spawner_class(  # type: ignore[no-any-return]
-                    user_name=ref.user_name,
-                    server_name=ref.name,
-                    user_options=ref.user_options,
-                    config=self.config,
-                )
-
+        ctx = s.hub_context(roles)
         orchestrator = Orchestrator(
-            db, ctx, factory, SpawnTimeouts(s.slow_spawn_timeout, s.slow_stop_timeout)
+            db,
+            ctx,
+            spawner_factory(s.spawner_class, self.config),
+            SpawnTimeouts(s.slow_spawn_timeout, s.slow_stop_timeout),
         )
         state = HubState(
             db=db,
@@ -201,6 +78,7 @@ class AtriumApp(_Base):
             max_body_size=s.max_body_size,
             allow_password_token_requests=s.allow_password_token_requests,
             requester_cache=RequesterCache(ttl=s.auth_cache_ttl),
+            spawner_class=s.spawner_class,
         )
         return state, make_app(state, s.base_url, secrets.cookie_secret), admin
 
@@ -232,40 +110,6 @@ class AtriumApp(_Base):
         await server.close_all_connections()
         state.db.close()
         log.info("Stopped")
-
-
-def hub_admin_command() -> str:
-    """How to call hub-admin from here: its full path when it is not on PATH."""
-    import shutil
-
-    beside = Path(sys.executable).parent / "hub-admin"
-    if beside.exists() and shutil.which("hub-admin") != str(beside):
-        return str(beside)
-    return "hub-admin"
-
-
-def print_welcome(url: str, admin: bootstrap.InitialAdmin) -> None:
-    """On first start, tell the person at the terminal how to log in (once)."""
-    if not admin.created:
-        return
-    lines = [
-        "",
-        f"  Atrium is running at {url}",
-        f"  Admin user:  {admin.name}",
-    ]
-    if admin.password is not None:
-        lines.append(f"  Password:    {admin.password}    (shown only this once)")
-    else:
-        lines.append("  Password:    the one you configured")
-    api = url + "api"
-    lines += [
-        "  Get an API token:",
-        f'    curl -X POST -d \'{{"auth": {{"username": "{admin.name}", '
-        f'"password": "PASSWORD"}}}}\' {api}/users/{admin.name}/tokens',
-        f"  Then: {hub_admin_command()} --url {url} --token TOKEN user list",
-        "",
-    ]
-    print("\n".join(lines), flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:

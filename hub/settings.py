@@ -21,6 +21,9 @@ from traitlets import (
 )
 from traitlets.config import Configurable
 
+from hub.ops.context import HubContext
+from hub.rbac.roles import RoleTable
+
 
 def load_spawner_class(path: str) -> type:
     """Import a spawner class by dotted path; TraitError naming the problem."""
@@ -141,6 +144,18 @@ class Hub(Configurable):
         help="Allow POST /hub/api/users/NAME/tokens with {auth: {username, password}} for "
         "native accounts, so people can get a first token from a script.",
     ).tag(config=True)
+
+    def hub_context(self, roles: RoleTable) -> HubContext:
+        """What units of work need to know of these settings."""
+        return HubContext(
+            base_url=self.base_url,
+            roles=roles,
+            page_default_limit=min(self.api_page_default_limit, self.api_page_max_limit),
+            page_max_limit=self.api_page_max_limit,
+            token_expires_in_max=self.token_expires_in_max_seconds,
+            allow_named_servers=self.allow_named_servers,
+            named_server_limit_per_user=self.named_server_limit_per_user,
+        )
 
     @validate("base_url")
     def _valid_base_url(self, proposal: Any) -> str:

@@ -30,6 +30,25 @@ SpawnerFactory = Callable[[ServerRef], Spawner]
 Outcome = Literal["ready", "pending", "stopped"]
 
 
+def spawner_factory(spawner_class: str, config: Any) -> SpawnerFactory | None:
+    """Make spawners of the configured class (None when no spawner is configured)."""
+    if not spawner_class:
+        return None
+    from hub.settings import load_spawner_class
+
+    cls = load_spawner_class(spawner_class)
+
+    def factory(ref: ServerRef) -> Spawner:
+        return cls(  # type: ignore[no-any-return]
+            user_name=ref.user_name,
+            server_name=ref.name,
+            user_options=ref.user_options,
+            config=config,
+        )
+
+    return factory
+
+
 class SpawnFailed(AtriumError):
     status = 500
     default_message = "The server failed to start"

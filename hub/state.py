@@ -21,3 +21,5 @@ class HubState:
     allow_password_token_requests: bool = True
     started_at: float = field(default_factory=time.time)
     requester_cache: RequesterCache = field(default_factory=RequesterCache)
+    # the configured spawner's import path ('' when none), shown by /hub/api/info
+    spawner_class: str = ""

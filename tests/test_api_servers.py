@@ -70,6 +70,7 @@ async def test_no_spawner_configured(hub: RunningHub) -> None:
 
 async def test_start_and_stop(hub_factory: HubFactory) -> None:
     hub = await hub_factory(spawner_class=SPAWNER)
+    assert (await hub.api("GET", "/info")).json()["spawner"] == {"class": SPAWNER}
     await hub.add_user("ann")
     ann = await hub.token_for("ann")
 

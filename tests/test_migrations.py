@@ -213,3 +213,17 @@ def test_backup_sqlite_copies_a_consistent_private_file(tmp_path: Path) -> None:
     assert backup.stat().st_mode & 0o777 == 0o600
     with sqlite3.connect(backup) as conn:
         assert conn.execute("SELECT name FROM users").fetchall() == [("ann",)]
+
+
+async def test_upgrade_db_reads_the_config_file(tmp_path: Path) -> None:
+    target = tmp_path / "from-config.sqlite"
+    (tmp_path / "site.py").write_text(f"c.Hub.db_url = 'sqlite:///{target}'\n")
+    code, out, err = await run_atrium("upgrade-db", "--config", "site.py", cwd=tmp_path)
+    assert code == 0, err
+    assert "Created a new database" in out
+    db = Database(f"sqlite:///{target}")
+    assert migrate.current_revision(db.engine) == migrate.head_revision()
+    db.close()
+    code, out, err = await run_atrium("upgrade-db", "--config", "missing.py", cwd=tmp_path)
+    assert code == 2
+    assert "config file not found" in err

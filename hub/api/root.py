@@ -26,19 +26,14 @@ class RootAPIHandler(APIHandler):
 class InfoAPIHandler(APIHandler):
     @needs_scope("read:hub")
     async def get(self) -> None:
-        orchestrator = self.hub.orchestrator
-        spawner = type(next(iter(orchestrator.spawners.values()), None))
-        factory = orchestrator.factory
         self.write_json(
             {
                 "version": hub.__version__,
                 "python": sys.version.split()[0],
                 "sys_executable": sys.executable,
-                "spawner": {
-                    "class": getattr(factory, "spawner_class_name", None)
-                    or (f"{spawner.__module__}.{spawner.__name__}" if spawner else None),
-                },
-                "authenticator": {"class": "hub.auth.native"},
+                "spawner": {"class": self.hub.spawner_class or None},
+                # accounts in the hub database (argon2id passwords)
+                "authenticator": {"class": "native"},
                 "uptime_seconds": round(time.time() - self.hub.started_at, 1),
             }
         )
