@@ -113,6 +113,13 @@ class AtriumApp(HubCommand):
 
 
 def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["proxy"]:
+        # the proxy is its own lean process: no hub imports, no traitlets
+        from hub.proxy.server.main import main as proxy_main
+
+        proxy_main(args[1:])
+        return
     try:
         app = AtriumApp.instance()
         app.initialize(argv)

@@ -1,0 +1,490 @@
+"""The proxy process against real upstream servers on loopback: routing, HTTP
+framing, streaming, WebSockets, errors, the routes API, and hostile input."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import pytest
+from tornado import web, websocket
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
+
+from hub.proxy.server.api import make_api
+from hub.proxy.server.forward import Limits, ProxyServer, ProxySettings
+from hub.proxy.server.paths import normalize_path
+from hub.proxy.server.routes import RouteTable
+
+TOKEN = "proxy-test-token"
+
+
+# --- a backend that shows what it received --------------------------------------
+
+
+class Echo(web.RequestHandler):
+    """Answers with what it saw: method, path, headers, body digest, peer port."""
+
+    def initialize(self, name: str) -> None:
+        self.name = name
+
+    def _answer(self) -> None:
+        body = self.request.body
+        self.finish(
+            orjson.dumps(
+                {
+                    "backend": self.name,
+                    "method": self.request.method,
+                    "uri": self.request.uri,
+                    "headers": dict(self.request.headers),
+                    "size": len(body),
+                    "sha256": hashlib.sha256(body).hexdigest(),
+                    "peer_port": self.request.connection.stream.socket.getpeername()[1],  # type: ignore[union-attr]
+                    "version": self.request.version,
+                }
+            )
+        )
+
+    get = post = put = delete = _answer
+
+    def head(self) -> None:
+        self.set_header("Content-Length", "12345")
+        self.finish()
+
+
+class Stream(web.RequestHandler):
+    """Streams N megabytes in chunks (chunked transfer encoding)."""
+
+    async def get(self) -> None:
+        megabytes = int(self.get_query_argument("mb", "1"))
+        block = b"x" * (1024 * 1024)
+        for _ in range(megabytes):
+            self.write(block)
+            await self.flush()
+
+
+class WSEcho(websocket.WebSocketHandler):
+    def on_message(self, message: str | bytes) -> None:
+        self.write_message(message, binary=isinstance(message, bytes))
+
+
+@dataclass
+class Backend:
+    port: int
+    server: HTTPServer
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def start_backend(name: str) -> Backend:
+    app = web.Application(
+        [
+            (r"/stream", Stream),
+            (r".*/ws", WSEcho),
+            (r".*", Echo, {"name": name}),
+        ]
+    )
+    server = HTTPServer(app, max_body_size=200 * 1024 * 1024)
+    sockets = bind_sockets(0, "127.0.0.1")
+    server.add_sockets(sockets)
+    return Backend(sockets[0].getsockname()[1], server)
+
+
+@dataclass
+class Proxy:
+    server: ProxyServer
+    table: RouteTable
+    port: int
+    api_port: int
+    hub: Backend
+    other: Backend
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}/api/routes"
+
+
+async def start_proxy(limits: Limits | None = None, error_target: str | None = None) -> Any:
+    hub = start_backend("hub")
+    other = start_backend("ann")
+    table = RouteTable()
+    proxy = ProxyServer(
+        table,
+        ProxySettings(default_target=hub.url, error_target=error_target, limits=limits or Limits()),
+    )
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(proxy.protocol, "127.0.0.1", 0)
+    proxy.start_sweeper()
+    api = HTTPServer(make_api(table, TOKEN))
+    api_sockets = bind_sockets(0, "127.0.0.1")
+    api.add_sockets(api_sockets)
+    handle = Proxy(
+        proxy,
+        table,
+        server.sockets[0].getsockname()[1],
+        api_sockets[0].getsockname()[1],
+        hub,
+        other,
+    )
+    return handle, server, api
+
+
+async def stop_proxy(handle: Proxy, server: Any, api: HTTPServer) -> None:
+    server.close()
+    api.stop()
+    await api.close_all_connections()
+    await handle.server.stop()
+    for backend in (handle.hub, handle.other):
+        backend.server.stop()
+        await backend.server.close_all_connections()
+    await asyncio.sleep(0)
+
+
+@pytest.fixture
+async def proxy() -> AsyncIterator[Proxy]:
+    handle, server, api = await start_proxy()
+    yield handle
+    await stop_proxy(handle, server, api)
+
+
+async def raw(port: int, request: bytes, read_until_close: bool = True) -> bytes:
+    """Send bytes on a fresh connection and read the answer."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    await writer.drain()
+    try:
+        if read_until_close:
+            return await asyncio.wait_for(reader.read(-1), 10)
+        return await asyncio.wait_for(reader.read(65536), 10)
+    finally:
+        writer.close()
+
+
+def body_of(response: bytes) -> Any:
+    return orjson.loads(response.split(b"\r\n\r\n", 1)[1])
+
+
+async def fetch(url: str, **kw: Any) -> Any:
+    r = await AsyncHTTPClient().fetch(HTTPRequest(url, **kw), raise_error=False)
+    return r
+
+
+# --- routing ----------------------------------------------------------------------
+
+
+def test_longest_prefix_whole_segments() -> None:
+    table = RouteTable()
+    table.add("/", "http://h:1")
+    table.add("/user/ann/", "http://a:1")
+    table.add("/user/ann/lab", "http://l:1")
+    assert table.match("/user/ann/x").target == "http://a:1"  # type: ignore[union-attr]
+    assert table.match("/user/ann/lab/x").target == "http://l:1"  # type: ignore[union-attr]
+    assert table.match("/user/annie/x").target == "http://h:1"  # type: ignore[union-attr]
+    assert table.match("/user/ann").target == "http://a:1"  # type: ignore[union-attr]
+    assert set(table.routes()) == {"/", "/user/ann", "/user/ann/lab"}
+    assert table.remove("/user/ann/lab/")
+    assert table.match("/user/ann/lab/x").target == "http://a:1"  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="http"):
+        table.add("/x", "ftp://nope")
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/user/a/../b/", "/user/b/"),
+        ("/user/a/%2e%2e/b/x", "/user/b/x"),
+        ("/user/a/%2E%2E/%2e%2e/hub/", "/hub/"),
+        ("/user/a%2Fb/", "/user/a%2Fb/"),
+        ("/user/%61nn/", "/user/ann/"),
+        ("/a/./b/.", "/a/b/"),
+        ("/../../etc", "/etc"),
+        ("relative", None),
+    ],
+)
+def test_normalize_path(path: str, expected: str | None) -> None:
+    assert normalize_path(path) == expected
+
+
+async def test_default_route_and_user_route(proxy: Proxy) -> None:
+    proxy.table.add("/user/ann", proxy.other.url, {"user": "ann"})
+    r = await fetch(proxy.url + "/hub/api/")
+    assert orjson.loads(r.body)["backend"] == "hub"
+    r = await fetch(proxy.url + "/user/ann/lab?x=1")
+    seen = orjson.loads(r.body)
+    assert seen["backend"] == "ann"
+    assert seen["uri"] == "/user/ann/lab?x=1"
+
+
+@pytest.mark.parametrize(
+    ("path", "backend", "uri"),
+    [
+        ("/user/bob/../ann/api", "ann", "/user/ann/api"),
+        ("/user/ann/../bob/api", "hub", "/user/bob/api"),
+        ("/user/ann/%2e%2e/bob/", "hub", "/user/bob/"),
+        ("/user/ann%2F..%2Fbob/", "hub", "/user/ann%2F..%2Fbob/"),
+    ],
+)
+async def test_dot_segments_cannot_cross_routes(
+    proxy: Proxy, path: str, backend: str, uri: str
+) -> None:
+    proxy.table.add("/user/ann", proxy.other.url)
+    answer = await raw(
+        proxy.port, f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+    )
+    seen = body_of(answer)
+    assert seen["backend"] == backend
+    assert seen["uri"] == uri
+
+
+async def test_keep_alive_reuses_upstream_connections(proxy: Proxy) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    ports = set()
+    for _ in range(5):
+        writer.write(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        ports.add(orjson.loads(await reader.readexactly(length))["peer_port"])
+    writer.close()
+    assert len(ports) == 1
+
+
+async def test_forwarded_headers_and_host(proxy: Proxy) -> None:
+    answer = await raw(
+        proxy.port,
+        b"GET /x HTTP/1.1\r\nHost: hub.example.org\r\nX-Forwarded-For: 10.9.8.7\r\n"
+        b"Connection: close\r\n\r\n",
+    )
+    headers = body_of(answer)["headers"]
+    assert headers["Host"] == "hub.example.org"
+    assert headers["X-Forwarded-For"] == "127.0.0.1"
+    assert headers["X-Forwarded-Proto"] == "http"
+    assert headers["X-Forwarded-Host"] == "hub.example.org"
+    assert headers["X-Forwarded-Port"] == str(proxy.port)
+
+
+async def test_http10_and_head(proxy: Proxy) -> None:
+    answer = await raw(proxy.port, b"GET /old HTTP/1.0\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.")
+    assert body_of(answer)["version"] == "HTTP/1.0"
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    writer.write(b"HEAD /h HTTP/1.1\r\nHost: x\r\n\r\nGET /after HTTP/1.1\r\nHost: x\r\n\r\n")
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert b"Content-Length: 12345" in head
+    head2 = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert head2.startswith(b"HTTP/1.1 200")
+    writer.close()
+
+
+# --- bodies -------------------------------------------------------------------------
+
+
+async def test_upload_content_length_and_chunked(proxy: Proxy) -> None:
+    data = os.urandom(3 * 1024 * 1024)
+    binary = {"Content-Type": "application/octet-stream"}
+    r = await fetch(proxy.url + "/up", method="POST", body=data, headers=binary)
+    assert orjson.loads(r.body)["sha256"] == hashlib.sha256(data).hexdigest()
+
+    async def chunks(write: Any) -> None:
+        for i in range(0, len(data), 65536):
+            await write(data[i : i + 65536])
+
+    r = await fetch(proxy.url + "/up", method="POST", body_producer=chunks, headers=binary)
+    seen = orjson.loads(r.body)
+    assert seen["sha256"] == hashlib.sha256(data).hexdigest()
+    assert seen["headers"].get("Transfer-Encoding") == "chunked"
+
+
+async def test_expect_100_continue(proxy: Proxy) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    writer.write(
+        b"POST /e HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+    )
+    interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert interim.startswith(b"HTTP/1.1 100")
+    writer.write(b"hello")
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert head.startswith(b"HTTP/1.1 200")
+    writer.close()
+
+
+async def test_streamed_download(proxy: Proxy) -> None:
+    digest = hashlib.sha256()
+    size = 0
+
+    def on_chunk(chunk: bytes) -> None:
+        nonlocal size
+        size += len(chunk)
+        digest.update(chunk)
+
+    r = await fetch(proxy.url + "/stream?mb=64", streaming_callback=on_chunk, request_timeout=60)
+    assert r.code == 200
+    assert size == 64 * 1024 * 1024
+    assert digest.hexdigest() == hashlib.sha256(b"x" * (64 * 1024 * 1024)).hexdigest()
+
+
+# --- websockets ---------------------------------------------------------------------
+
+
+async def test_websocket_frames_both_ways(proxy: Proxy) -> None:
+    route = proxy.table.add("/user/ann", proxy.other.url)
+    before = route.last_activity
+    ws = await websocket.websocket_connect(f"ws://127.0.0.1:{proxy.port}/user/ann/ws")
+    for message in ["hello", "x" * 200_000]:
+        await ws.write_message(message)
+        assert await ws.read_message() == message
+    await ws.write_message(b"\x00\x01binary", binary=True)
+    assert await ws.read_message() == b"\x00\x01binary"
+    ws.ping(b"p")
+    await asyncio.sleep(0.05)
+    ws.close()
+    await asyncio.sleep(0.1)
+    assert route.last_activity >= before
+    assert proxy.server.websockets == 1
+
+
+# --- errors -------------------------------------------------------------------------
+
+
+async def test_target_down_json_for_api_clients(proxy: Proxy) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    proxy.table.add("/user/ann", f"http://127.0.0.1:{dead}")
+    r = await fetch(proxy.url + "/user/ann/api/kernels")
+    assert r.code == 503
+    assert orjson.loads(r.body)["status"] == 503
+
+
+async def test_target_down_browsers_get_the_error_target_page() -> None:
+    handle, server, api = await start_proxy(error_target="http://127.0.0.1:1/none")
+    try:
+        handle.server.settings.error_target = handle.hub.url + "/hub/error"
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            dead = s.getsockname()[1]
+        handle.table.add("/user/ann", f"http://127.0.0.1:{dead}")
+        r = await fetch(handle.url + "/user/ann/lab", headers={"Accept": "text/html"})
+        seen = orjson.loads(r.body)
+        assert seen["backend"] == "hub"
+        assert seen["uri"] == "/hub/error/503?url=%2Fuser%2Fann%2Flab"
+    finally:
+        await stop_proxy(handle, server, api)
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (
+            b"GET /x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n",
+            b"400",
+        ),
+        (b"GET /x HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 40_000 + b"\r\n\r\n", b"431"),
+        (b"NONSENSE\r\n\r\n", b"400"),
+        (b"GET http://evil.example/ HTTP/1.1\r\nHost: x\r\n\r\n", b"400"),
+    ],
+)
+async def test_hostile_requests(proxy: Proxy, request_bytes: bytes, status: bytes) -> None:
+    answer = await raw(proxy.port, request_bytes)
+    assert answer.split(b" ")[1] == status
+    assert orjson.loads(answer.split(b"\r\n\r\n", 1)[1])["status"] == int(status)
+
+
+async def test_slow_headers_are_cut_off() -> None:
+    handle, server, api = await start_proxy(limits=Limits(header_timeout=0.5))
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", handle.port)
+        writer.write(b"GET /x HTTP/1.1\r\nHost: x\r\n")
+        started = time.monotonic()
+        answer = await asyncio.wait_for(reader.read(-1), 10)
+        assert answer.startswith(b"HTTP/1.1 408")
+        assert time.monotonic() - started < 9
+        writer.close()
+    finally:
+        await stop_proxy(handle, server, api)
+
+
+# --- the routes API -----------------------------------------------------------------
+
+
+async def test_routes_api(proxy: Proxy) -> None:
+    auth = {"Authorization": f"token {TOKEN}"}
+    r = await fetch(
+        proxy.api + "/user/ann/",
+        method="POST",
+        headers=auth,
+        body=orjson.dumps({"target": proxy.other.url, "user": "ann"}),
+    )
+    assert r.code == 201
+    routes = orjson.loads((await fetch(proxy.api, headers=auth)).body)
+    assert routes["/user/ann"]["target"] == proxy.other.url
+    assert routes["/user/ann"]["user"] == "ann"
+    assert routes["/user/ann"]["last_activity"].endswith("Z")
+    single = orjson.loads((await fetch(proxy.api + "/user/ann", headers=auth)).body)
+    assert single["target"] == proxy.other.url
+    future = "2999-01-01T00:00:00Z"
+    idle = orjson.loads((await fetch(f"{proxy.api}?inactive_since={future}", headers=auth)).body)
+    assert set(idle) == {"/", "/user/ann"}
+    past = "2000-01-01T00:00:00Z"
+    idle = orjson.loads((await fetch(f"{proxy.api}?inactive_since={past}", headers=auth)).body)
+    assert idle == {}
+    r = await fetch(proxy.api + "/user/ann", method="DELETE", headers=auth)
+    assert r.code == 204
+    assert "/user/ann" not in orjson.loads((await fetch(proxy.api, headers=auth)).body)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "headers", "status"),
+    [
+        ("GET", "", None, {}, 403),
+        ("GET", "", None, {"Authorization": "token wrong"}, 403),
+        ("POST", "/x", b"{}", {"Authorization": f"token {TOKEN}"}, 400),
+        ("POST", "/x", b"not json", {"Authorization": f"token {TOKEN}"}, 400),
+        ("POST", "/x", b'{"target": "ftp://x"}', {"Authorization": f"token {TOKEN}"}, 400),
+        ("POST", "/x", b'{"target": 5}', {"Authorization": f"token {TOKEN}"}, 400),
+        ("GET", "/missing", None, {"Authorization": f"token {TOKEN}"}, 404),
+        ("GET", "?inactive_since=yesterday", None, {"Authorization": f"token {TOKEN}"}, 400),
+    ],
+)
+async def test_routes_api_bad_input(
+    proxy: Proxy, method: str, path: str, body: bytes | None, headers: dict[str, str], status: int
+) -> None:
+    before = set(proxy.table.routes())
+    r = await fetch(proxy.api + path, method=method, body=body, headers=headers)
+    assert r.code == status
+    assert orjson.loads(r.body)["status"] == status
+    assert set(proxy.table.routes()) == before
+
+
+async def test_refuses_to_run_without_a_token() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "CONFIGPROXY_AUTH_TOKEN"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "hub.app",
+        "proxy",
+        "--port",
+        "0",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 2
+    assert b"CONFIGPROXY_AUTH_TOKEN" in err
+    assert b"Traceback" not in err
