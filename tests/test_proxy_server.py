@@ -130,7 +130,7 @@ async def start_proxy(limits: Limits | None = None, error_target: str | None = N
     loop = asyncio.get_running_loop()
     server = await loop.create_server(proxy.protocol, "127.0.0.1", 0)
     proxy.start_sweeper()
-    api = HTTPServer(make_api(table, TOKEN))
+    api = HTTPServer(make_api(table, TOKEN, proxy.metrics))
     api_sockets = bind_sockets(0, "127.0.0.1")
     api.add_sockets(api_sockets)
     handle = Proxy(
@@ -487,4 +487,152 @@ async def test_refuses_to_run_without_a_token() -> None:
     _out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 2
     assert b"CONFIGPROXY_AUTH_TOKEN" in err
+    assert b"Traceback" not in err
+
+
+# --- disconnects, metrics, drain ------------------------------------------------------
+
+
+async def wait_for(condition: Any, within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.02)
+
+
+async def test_client_leaving_mid_download_closes_the_upstream(proxy: Proxy) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    writer.write(b"GET /stream?mb=200 HTTP/1.1\r\nHost: x\r\n\r\n")
+    await reader.readexactly(1024 * 1024)
+    assert proxy.server.upstreams
+    writer.close()
+    await wait_for(lambda: not proxy.server.upstreams and not proxy.server.clients)
+
+
+async def test_upstream_dying_mid_response_closes_the_client(proxy: Proxy) -> None:
+    async def half_response(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await r.readuntil(b"\r\n\r\n")
+        w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\npartial")
+        await w.drain()
+        w.close()
+
+    dying = await asyncio.start_server(half_response, "127.0.0.1", 0)
+    port = dying.sockets[0].getsockname()[1]
+    proxy.table.add("/user/ann", f"http://127.0.0.1:{port}")
+    answer = await raw(proxy.port, b"GET /user/ann/x HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert answer.endswith(b"partial")  # relayed what there was, then closed
+    await wait_for(lambda: not proxy.server.clients)
+    dying.close()
+
+
+async def test_metrics(proxy: Proxy) -> None:
+    await fetch(proxy.url + "/x")
+    text = (await fetch(f"http://127.0.0.1:{proxy.api_port}/metrics")).body.decode()
+    assert 'atrium_proxy_requests_total{outcome="proxied"} 1.0' in text
+    assert "atrium_proxy_request_duration_seconds_count 1.0" in text
+    assert "atrium_proxy_routes 1.0" in text
+    assert "atrium_proxy_websockets 0.0" in text
+
+
+async def test_drain_lets_requests_in_flight_finish(proxy: Proxy) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    writer.write(b"GET /stream?mb=20 HTTP/1.1\r\nHost: x\r\n\r\n")
+    await reader.readexactly(100)
+    idle_reader, idle_writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    drained = asyncio.ensure_future(proxy.server.drain(within=10))
+    rest = await asyncio.wait_for(reader.read(-1), 20)
+    assert len(rest) > 20 * 1024 * 1024 - 200  # the whole body still arrived
+    await drained
+    assert await asyncio.wait_for(idle_reader.read(-1), 5) == b""  # idle one was closed
+    writer.close()
+    idle_writer.close()
+
+
+# --- the command: TLS, redirect -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    import subprocess
+
+    folder = tmp_path_factory.mktemp("tls")
+    key, cert = folder / "key.pem", folder / "cert.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return str(key), str(cert)
+
+
+async def test_tls_and_redirect(certificate: tuple[str, str]) -> None:
+    from tests.pg import free_port
+
+    key, cert = certificate
+    backend = start_backend("hub")
+    port, api_port, redirect_port = free_port(), free_port(), free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "hub.app",
+        "proxy",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--api-port",
+        str(api_port),
+        "--default-target",
+        backend.url,
+        "--ssl-key",
+        key,
+        "--ssl-cert",
+        cert,
+        "--redirect-port",
+        str(redirect_port),
+        env={**os.environ, "CONFIGPROXY_AUTH_TOKEN": TOKEN},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        url = f"https://127.0.0.1:{port}/hub/x"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                r = await fetch(url, ca_certs=cert, request_timeout=5)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the proxy did not start"
+                await asyncio.sleep(0.1)
+        seen = orjson.loads(r.body)
+        assert seen["headers"]["X-Forwarded-Proto"] == "https"
+        plain = await raw(
+            redirect_port, b"GET /hub/login?next=%2F HTTP/1.1\r\nHost: example.org\r\n\r\n"
+        )
+        assert plain.startswith(b"HTTP/1.1 301")
+        assert f"Location: https://example.org:{port}/hub/login?next=%2F".encode() in plain
+    finally:
+        proc.terminate()  # the proxy this test started
+        _out, err = await asyncio.wait_for(proc.communicate(), 20)
+        backend.server.stop()
+        await backend.server.close_all_connections()
+    assert proc.returncode == 0
+    assert b"Stopped" in err
     assert b"Traceback" not in err

@@ -14,8 +14,10 @@ import logging
 from typing import Any
 
 import orjson
+from prometheus_client import CONTENT_TYPE_LATEST
 from tornado import web
 
+from hub.proxy.server.metrics import ProxyMetrics
 from hub.proxy.server.routes import Route, RouteTable
 
 log = logging.getLogger("atrium.proxy.api")
@@ -107,9 +109,27 @@ class RoutesHandler(web.RequestHandler):
         self.finish()
 
 
-def make_api(table: RouteTable, token: str | None) -> web.Application:
+class MetricsHandler(web.RequestHandler):
+    """Prometheus text format; on the API listener, which is internal by default."""
+
+    def initialize(self, metrics: ProxyMetrics | None) -> None:
+        self.metrics = metrics
+
+    def get(self) -> None:
+        if self.metrics is None:
+            raise web.HTTPError(404)
+        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.finish(self.metrics.render())
+
+
+def make_api(
+    table: RouteTable, token: str | None, metrics: ProxyMetrics | None = None
+) -> web.Application:
     args = {"table": table, "token": token}
     return web.Application(
-        [(r"/api/routes(/.*)?", RoutesHandler, args)],
+        [
+            (r"/api/routes(/.*)?", RoutesHandler, args),
+            (r"/metrics", MetricsHandler, {"metrics": metrics}),
+        ],
         log_function=lambda handler: None,
     )

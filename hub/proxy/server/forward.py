@@ -24,6 +24,7 @@ from urllib.parse import quote
 import httptools
 import orjson
 
+from hub.proxy.server.metrics import ProxyMetrics
 from hub.proxy.server.paths import normalize_path
 from hub.proxy.server.routes import Route, RouteTable
 
@@ -83,6 +84,7 @@ class Exchange:
         "path",
         "query",
         "route",
+        "started",
         "upgrade",
         "version",
         "wants_html",
@@ -101,6 +103,7 @@ class Exchange:
         self.path = "/"
         self.query = b""
         self.route: Route | None = None
+        self.started = 0.0
         self.upgrade = False
         self.version = "1.1"
         self.wants_html = False
@@ -117,9 +120,10 @@ class ProxyServer:
         self.clients: set[ClientConnection] = set()
         self.upstreams: set[UpstreamConnection] = set()
         self.client_ssl = ssl.create_default_context()
-        self.requests = 0
-        self.upstream_errors = 0
-        self.websockets = 0
+        self.websockets = 0  # upgraded so far
+        self.open_websockets = 0
+        self.metrics = ProxyMetrics(self)
+        self.tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         if settings.default_target:
             table.add("/", settings.default_target)
@@ -130,10 +134,34 @@ class ProxyServer:
     def start_sweeper(self) -> None:
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
 
+    def own(self, coro: Any) -> None:
+        """Run `coro` as a task this server keeps and cancels at stop."""
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def busy(self) -> int:
+        """Client connections in the middle of an exchange or a WebSocket."""
+        return sum(1 for c in self.clients if c.queue or c.piped or c.parsing is not None)
+
+    async def drain(self, within: float) -> None:
+        """Let requests in flight finish (new connections are no longer accepted)."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            for conn in list(self.clients):
+                if not conn.queue and not conn.piped and conn.parsing is None:
+                    conn.close()  # idle keep-alive connection
+            if not any(c.queue or c.parsing is not None for c in self.clients):
+                break
+            await asyncio.sleep(0.05)
+
     async def stop(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
             await asyncio.gather(self._sweeper, return_exceptions=True)
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
         for conn in list(self.clients):
             conn.close()
         for pool in self.pools.values():
@@ -238,6 +266,9 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.clients.discard(self)
+        if self.piped:
+            self.server.open_websockets -= 1
+            self.piped = False
         self.closing = True
         upstream = self.upstream
         self.upstream = None
@@ -385,21 +416,23 @@ class ClientConnection(asyncio.Protocol):
         exch = self.queue[0]
         route = exch.route
         if route is None:
+            self.server.metrics.no_route.inc()
             self.respond(404, "No route for this path", close=not exch.keep_alive)
             return
-        self.server.requests += 1
+        exch.started = time.perf_counter()
         route.last_activity = time.time()
         upstream = self.server.pool_get(route)
         if upstream is not None:
             self.attach(upstream, exch)
         else:
-            asyncio.get_running_loop().create_task(self._connect(route, exch))
+            self.server.own(self._connect(route, exch))
 
     async def _connect(self, route: Route, exch: Exchange) -> None:
         try:
             upstream = await self.server.connect(route)
         except (OSError, TimeoutError) as e:
-            self.server.upstream_errors += 1
+            self.server.metrics.upstream_errors.inc()
+            self.server.metrics.upstream_down.inc()
             log.info("Upstream %s for %s is down: %s", route.target, route.prefix, e)
             await self.upstream_down(exch, route)
             return
@@ -459,6 +492,9 @@ class ClientConnection(asyncio.Protocol):
         """The response has been relayed whole."""
         exch = self.queue.popleft()
         self.upstream = None
+        metrics = self.server.metrics
+        metrics.proxied.inc()
+        metrics.latency.observe(time.perf_counter() - exch.started)
         if exch.route is not None:
             exch.route.last_activity = time.time()
         if not exch.body_done:
@@ -485,6 +521,8 @@ class ClientConnection(asyncio.Protocol):
         self.upgrading = False
         self.deadline = None
         self.server.websockets += 1
+        self.server.open_websockets += 1
+        self.server.metrics.proxied.inc()
         if exch.early and upstream.transport is not None:
             upstream.transport.write(exch.early)
             exch.early = b""
@@ -492,6 +530,7 @@ class ClientConnection(asyncio.Protocol):
     def upstream_failed(self, exch: Exchange) -> None:
         """The upstream connection broke before the response was complete."""
         self.upstream = None
+        self.server.metrics.upstream_errors.inc()
         if self.transport is None or self.closing:
             return
         self.close()
@@ -535,6 +574,8 @@ class ClientConnection(asyncio.Protocol):
         """A JSON error from the proxy itself."""
         if self.transport is None or self.closing:
             return
+        if status < 500 and status != 404:
+            self.server.metrics.rejected.inc()
         body = _error_body(status, message)
         self.transport.write(
             b"HTTP/1.1 %d %b\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
@@ -668,3 +709,55 @@ class _Ignore:
 
     def should_keep_alive(self) -> bool:
         return False
+
+
+class RedirectToHTTPS(asyncio.Protocol):
+    """A plain-HTTP listener that sends every request to the same URL over HTTPS."""
+
+    def __init__(self, https_port: int) -> None:
+        self.https_port = https_port
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.url = b""
+        self.host = b""
+        self.size = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.size > Limits.max_header_bytes:
+            self._close()
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self._close()
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() == b"host":
+            self.host = value.split(b":", 1)[0]
+
+    def on_headers_complete(self) -> None:
+        if self.transport is None:
+            return
+        path = normalize_path(self.url.split(b"?", 1)[0].decode("latin-1"))
+        if not self.host or path is None or b"\r" in self.host or b"\n" in self.host:
+            self._close()
+            return
+        query = b"?" + self.url.split(b"?", 1)[1] if b"?" in self.url else b""
+        port = b"" if self.https_port == 443 else b":%d" % self.https_port
+        location = b"https://" + self.host + port + path.encode("latin-1") + query
+        self.transport.write(
+            b"HTTP/1.1 301 Moved Permanently\r\nLocation: %b\r\nContent-Length: 0\r\n"
+            b"Connection: close\r\n\r\n" % location
+        )
+        self._close()
+
+    def _close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()

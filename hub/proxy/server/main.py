@@ -17,7 +17,7 @@ import ssl
 import sys
 
 from hub.proxy.server.api import make_api
-from hub.proxy.server.forward import Limits, ProxyServer, ProxySettings
+from hub.proxy.server.forward import Limits, ProxyServer, ProxySettings, RedirectToHTTPS
 from hub.proxy.server.routes import RouteTable
 
 log = logging.getLogger("atrium.proxy")
@@ -46,6 +46,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--ssl-key", help="TLS private key file (with --ssl-cert: serve HTTPS)")
     p.add_argument("--ssl-cert", help="TLS certificate chain file")
     p.add_argument("--host-routing", action="store_true", help="routes start with a host name")
+    p.add_argument(
+        "--redirect-port", type=int, help="also listen here and redirect plain HTTP to HTTPS"
+    )
+    p.add_argument(
+        "--redirect-to", type=int, help="the HTTPS port redirects point to (default --port)"
+    )
+    p.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=10.0,
+        help="on SIGTERM, seconds requests in flight may take to finish",
+    )
     p.add_argument("--log-level", default="info", type=str.lower, choices=sorted(LOG_LEVELS))
     p.add_argument("--timeout", type=float, default=None, help="(accepted for compatibility)")
     p.add_argument(
@@ -56,6 +68,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if bool(args.ssl_key) != bool(args.ssl_cert):
         p.error("--ssl-key and --ssl-cert go together")
+    if args.redirect_port is not None and not args.ssl_key:
+        p.error("--redirect-port redirects to HTTPS: it needs --ssl-key and --ssl-cert")
     if not 0 <= args.port <= 65535:
         p.error(f"--port must be between 0 and 65535, not {args.port}")
     if args.api_port is None:
@@ -89,11 +103,27 @@ async def serve(args: argparse.Namespace, token: str | None) -> None:
         ),
     )
     loop = asyncio.get_running_loop()
+    # SO_REUSEPORT: a new proxy can bind while this one drains (graceful reload)
     server = await loop.create_server(
-        proxy.protocol, args.ip or None, args.port, ssl=tls, reuse_address=True, backlog=1024
+        proxy.protocol,
+        args.ip or None,
+        args.port,
+        ssl=tls,
+        reuse_address=True,
+        reuse_port=True,
+        backlog=1024,
     )
+    redirect = None
+    if args.redirect_port is not None:
+        https_port = args.redirect_to or server.sockets[0].getsockname()[1]
+        redirect = await loop.create_server(
+            lambda: RedirectToHTTPS(https_port),
+            args.ip or None,
+            args.redirect_port,
+            reuse_address=True,
+        )
     proxy.start_sweeper()
-    api = HTTPServer(make_api(table, token))
+    api = HTTPServer(make_api(table, token, proxy.metrics))
     api.listen(args.api_port, args.api_ip)
     port = server.sockets[0].getsockname()[1]
     log.info(
@@ -108,10 +138,14 @@ async def serve(args: argparse.Namespace, token: str | None) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    log.info("Shutting down")
+    log.info("Shutting down: finishing requests in flight")
     server.close()
+    if redirect is not None:
+        redirect.close()
+    await proxy.drain(args.drain_timeout)
     api.stop()
     await proxy.stop()
+    log.info("Stopped")
 
 
 def main(argv: list[str] | None = None) -> None:
