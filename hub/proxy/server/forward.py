@@ -48,6 +48,7 @@ HOP_BY_HOP = frozenset(
     }
 )
 BUFFER_LIMIT = 1024 * 1024  # request bytes held while no upstream is attached
+MAX_IDLE_PER_TARGET = 64  # idle keep-alive connections kept per upstream
 
 
 @dataclass
@@ -198,7 +199,11 @@ class ProxyServer:
     def pool_put(self, conn: UpstreamConnection) -> None:
         conn.client = None
         conn.exchange = None
-        self.pools.setdefault(conn.key, []).append(conn)
+        pool = self.pools.setdefault(conn.key, [])
+        if len(pool) >= MAX_IDLE_PER_TARGET:
+            conn.close()
+        else:
+            pool.append(conn)
 
     def pool_drop(self, conn: UpstreamConnection) -> None:
         pool = self.pools.get(conn.key)
