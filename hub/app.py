@@ -2,8 +2,9 @@
 
 Start-up is a pipeline of small steps, each in its own module:
 config (`hub.settings`) -> logging (`hub.log`) -> secrets (`hub.secretfiles`) ->
-database (`hub.db`) -> roles and first admin (`hub.bootstrap`) -> spawners
-(`hub.spawn`) -> routes (`hub.web`) -> listen. Config loading is `hub.command`;
+database (`hub.db`) -> roles and first admin (`hub.bootstrap`) -> proxy link
+(`hub.proxy.supervisor`) -> spawners (`hub.spawn`) -> routes (`hub.web`) ->
+listen -> start or adopt the proxy. Config loading is `hub.command`;
 the subcommands `upgrade-db` and `generate-config` are `hub.subcommands`.
 """
 
@@ -25,6 +26,7 @@ from hub.command import HubCommand
 from hub.db import migrate
 from hub.db.engine import Database
 from hub.errors import ConfigError
+from hub.proxy.supervisor import connect_host, proxy_from_settings
 from hub.rbac.roles import RoleTable
 from hub.spawn import Orchestrator, SpawnTimeouts, spawner_factory
 from hub.state import HubState
@@ -65,11 +67,13 @@ class AtriumApp(HubCommand):
             db.close()
             raise
         ctx = s.hub_context(roles)
+        proxy = proxy_from_settings(s, secrets.proxy_token, db, ctx)
         orchestrator = Orchestrator(
             db,
             ctx,
             spawner_factory(s.spawner_class, self.config),
             SpawnTimeouts(s.slow_spawn_timeout, s.slow_stop_timeout),
+            routes=proxy,
         )
         state = HubState(
             db=db,
@@ -79,6 +83,7 @@ class AtriumApp(HubCommand):
             allow_password_token_requests=s.allow_password_token_requests,
             requester_cache=RequesterCache(ttl=s.auth_cache_ttl),
             spawner_class=s.spawner_class,
+            proxy=proxy,
         )
         return state, make_app(state, s.base_url, secrets.cookie_secret), admin
 
@@ -93,20 +98,35 @@ class AtriumApp(HubCommand):
 
         state, app, admin = self.build()
         s = self.settings
-        server, port = listen(app, s.ip, s.port, s.max_body_size)
-        url = f"http://{s.ip}:{port}{s.base_url}hub/"
-        log.info("Atrium %s is running at %s", hub.__version__, url)
-        print_welcome(url, admin)
+        # from the moment anything listens: a SIGTERM while the proxy starts is a clean stop
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        if state.proxy is None:
+            server, port = listen(app, s.ip, s.port, s.max_body_size)
+        else:
+            # the proxy takes the public address; the hub listens behind it
+            server, hub_port = listen(app, s.hub_ip, s.hub_port, s.max_body_size)
+            try:
+                await state.proxy.start(f"http://{connect_host(s.hub_ip)}:{hub_port}")
+            except BaseException:
+                server.stop()
+                await state.proxy.shutdown()
+                state.db.close()
+                raise
+            port = s.port
+        url = f"http://{connect_host(s.ip)}:{port}{s.base_url}hub/"
+        log.info("Atrium %s is running at %s", hub.__version__, url)
+        print_welcome(url, admin)
         await stop.wait()
         log.info("Shutting down")
         server.stop()
         if s.cleanup_servers:
             await state.orchestrator.stop_all()
         await state.orchestrator.shutdown()
+        if state.proxy is not None:
+            await state.proxy.shutdown()
         await server.close_all_connections()
         state.db.close()
         log.info("Stopped")

@@ -45,10 +45,68 @@ class Hub(Configurable):
 
     ip = Unicode(
         "127.0.0.1",
-        help="Address the hub listens on. Keep 127.0.0.1 unless a proxy on another host "
-        "must reach it.",
+        help="Public address: where the proxy listens when c.Hub.proxy is set, else where the "
+        "hub itself listens. '' means every interface.",
     ).tag(config=True)
-    port = Integer(8000, help="Port the hub listens on.").tag(config=True)
+    port = Integer(
+        8000,
+        help="Public port: the proxy's when c.Hub.proxy is set, else the hub's own.",
+    ).tag(config=True)
+    hub_ip = Unicode(
+        "127.0.0.1",
+        help="Address the hub listens on behind a proxy (c.Hub.proxy set); the proxy must "
+        "reach it there. Unused when c.Hub.proxy is 'none'.",
+    ).tag(config=True)
+    hub_port = Integer(8081, help="Port the hub listens on behind a proxy (c.Hub.proxy set).").tag(
+        config=True
+    )
+    proxy = Enum(
+        ["none", "atrium", "chp"],
+        "none",
+        help="The proxy in front of the hub and users' servers: 'none' (the hub serves on "
+        "c.Hub.ip:port itself and no user routes are made), 'atrium' (the built-in proxy, "
+        "`atrium proxy`) or 'chp' (configurable-http-proxy). With a proxy, it takes "
+        "c.Hub.ip:port, the hub moves to c.Hub.hub_ip:hub_port, and the hub adds a route "
+        "/user/NAME/ for every running server.",
+    ).tag(config=True)
+    proxy_should_start = Bool(
+        True,
+        help="Start the proxy as a subprocess (and restart it if it exits). False: the "
+        "proxy is run separately and the hub only talks to its API at c.Hub.proxy_api_url.",
+    ).tag(config=True)
+    proxy_cmd = List(
+        Unicode(),
+        help="Command that runs the proxy, before the flags the hub adds (--ip --port "
+        "--api-ip --api-port --default-target --error-target). Empty: `atrium proxy` for "
+        "c.Hub.proxy = 'atrium', `configurable-http-proxy` (from PATH) for 'chp'. Extra "
+        "flags may follow, e.g. ['configurable-http-proxy', '--log-level=warn'].",
+    ).tag(config=True)
+    proxy_api_url = Unicode(
+        "http://127.0.0.1:8001",
+        help="URL of the proxy's routes API (configurable-http-proxy's). A proxy the hub "
+        "starts gets this host and port as --api-ip and --api-port.",
+    ).tag(config=True)
+    proxy_check_interval = Float(
+        30.0,
+        help="Seconds between checks of the proxy's routes against the running servers "
+        "(missing routes are added, the hub's stale ones removed; others are left alone).",
+    ).tag(config=True)
+    proxy_start_timeout = Float(
+        10.0, help="Seconds the hub waits for a proxy it starts to answer on its API."
+    ).tag(config=True)
+    proxy_api_timeout = Float(
+        10.0, help="Seconds one call to the proxy's routes API may take."
+    ).tag(config=True)
+    proxy_stop_on_exit = Bool(
+        False,
+        help="Stop the proxy the hub started when the hub shuts down. Off by default: the "
+        "proxy keeps serving users while the hub restarts, and the next hub adopts it.",
+    ).tag(config=True)
+    proxy_pid_file = Unicode(
+        "atrium_proxy.pid",
+        help="File where the hub notes the PID of the proxy it started, so that the next hub "
+        "can watch the proxy it adopts; '' for none (then the API is watched instead).",
+    ).tag(config=True)
     base_url = Unicode(
         "/", help="URL prefix under which everything is served, e.g. /jupyter/."
     ).tag(config=True)
@@ -145,6 +203,16 @@ class Hub(Configurable):
         "native accounts, so people can get a first token from a script.",
     ).tag(config=True)
 
+    @validate("proxy_api_url")
+    def _valid_api_url(self, proposal: Any) -> str:
+        from urllib.parse import urlsplit
+
+        value = str(proposal["value"])
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise TraitError(f"proxy_api_url must be an http:// URL, not {value!r}")
+        return value
+
     def hub_context(self, roles: RoleTable) -> HubContext:
         """What units of work need to know of these settings."""
         return HubContext(
@@ -166,11 +234,11 @@ class Hub(Configurable):
             raise TraitError(f"base_url must be a plain path, not {value!r}")
         return value if value.endswith("/") else value + "/"
 
-    @validate("port")
+    @validate("port", "hub_port")
     def _valid_port(self, proposal: Any) -> int:
         value = int(proposal["value"])
         if not 0 <= value <= 65535:
-            raise TraitError(f"port must be between 0 and 65535, not {value}")
+            raise TraitError(f"{proposal['trait'].name} must be between 0 and 65535, not {value}")
         return value
 
     @validate(
@@ -192,7 +260,13 @@ class Hub(Configurable):
             raise TraitError(f"{proposal['trait'].name} must not be negative, not {value}")
         return value
 
-    @validate("slow_spawn_timeout", "slow_stop_timeout")
+    @validate(
+        "slow_spawn_timeout",
+        "slow_stop_timeout",
+        "proxy_check_interval",
+        "proxy_start_timeout",
+        "proxy_api_timeout",
+    )
     def _positive_float(self, proposal: Any) -> float:
         value = float(proposal["value"])
         if value <= 0:

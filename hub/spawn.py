@@ -5,15 +5,22 @@ handlers call them and so can tests, without HTTP. Every spawn and stop runs as
 a task owned by the `Orchestrator` (cancelled and awaited at shutdown), so a
 request that stops waiting never orphans the work, and every failure path ends
 with the server marked stopped, never stuck pending.
+
+With a proxy (`routes`, a `hub.proxy.supervisor.ProxyLink`), a server is marked
+ready only once its route is added: a route that cannot be added fails the
+start with a message saying so, and the server is stopped. A stop deletes the
+route first; if that fails the stop goes on and the proxy check removes the
+route later (it belongs to a server no longer running).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from hub.db.engine import Database
 from hub.errors import AtriumError, BadRequest, Conflict, NotFound, ServiceUnavailable
@@ -28,6 +35,18 @@ log = logging.getLogger(__name__)
 
 SpawnerFactory = Callable[[ServerRef], Spawner]
 Outcome = Literal["ready", "pending", "stopped"]
+
+
+class ServerRoutes(Protocol):
+    """Where the proxy routes servers (`hub.proxy.supervisor.ProxyLink`)."""
+
+    # held while a route and the database change together, so a reconcile
+    # never sees one without the other
+    lock: asyncio.Lock
+
+    async def add_server(self, user_name: str, server_name: str, url: str) -> None: ...
+
+    async def remove_server(self, user_name: str, server_name: str) -> None: ...
 
 
 def spawner_factory(spawner_class: str, config: Any) -> SpawnerFactory | None:
@@ -78,11 +97,13 @@ class Orchestrator:
         ctx: HubContext,
         factory: SpawnerFactory | None,
         timeouts: SpawnTimeouts = SpawnTimeouts(),
+        routes: ServerRoutes | None = None,
     ) -> None:
         self.db = db
         self.ctx = ctx
         self.factory = factory
         self.timeouts = timeouts
+        self.routes = routes
         self.spawners: dict[int, Spawner] = {}
         self._work: dict[int, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -162,9 +183,14 @@ class Orchestrator:
         spawner = self.spawners.pop(ref.id, None)
         if spawner is not None:
             spawner.clear_state()
-        await self.db.run(
-            server_ops.mark_stopped, ref.id, {}, failure=f"The server exited with status {status}"
-        )
+        async with self._route_lock():
+            await self._unroute(ref)
+            await self.db.run(
+                server_ops.mark_stopped,
+                ref.id,
+                {},
+                failure=f"The server exited with status {status}",
+            )
 
     async def _spawn(self, ref: ServerRef, spawner: Spawner) -> None:
         try:
@@ -183,8 +209,58 @@ class Orchestrator:
             message = f"The server failed to start: {e}"[:500]
             await self._cleanup_failed(ref, spawner, message)
             raise SpawnFailed(message) from None
-        await self.db.run(server_ops.spawn_succeeded, ref.id, url, spawner.get_state())
+        if self.routes is None:
+            await self.db.run(server_ops.spawn_succeeded, ref.id, url, spawner.get_state())
+        else:
+            await self._route_and_mark_ready(ref, spawner, url, self.routes)
         log.info("Server %s ready at %s", ref.log_name, url)
+
+    async def _route_and_mark_ready(
+        self, ref: ServerRef, spawner: Spawner, url: str, routes: ServerRoutes
+    ) -> None:
+        try:
+            async with routes.lock:
+                await routes.add_server(ref.user_name, ref.name, url)
+                await self.db.run(server_ops.spawn_succeeded, ref.id, url, spawner.get_state())
+        except asyncio.CancelledError:
+            log.info("Spawn of %s cancelled", ref.log_name)
+            await self._unroute(ref)
+            await self._cleanup_failed(ref, spawner, "The start was cancelled")
+            raise
+        except Exception as e:
+            # proxy errors carry a short `reason` fit for users (hub.proxy.client)
+            reason = getattr(e, "reason", None)
+            message = (
+                f"The server started, but the proxy could not route to it ({reason}), "
+                "so it was stopped"
+                if reason
+                else "The server started, but could not be marked ready, so it was stopped"
+            )
+            log.error("Spawn of %s failed: %s: %s", ref.log_name, message, e)
+            await self._unroute(ref)
+            await self._cleanup_failed(ref, spawner, message)
+            raise SpawnFailed(message, log_message=f"{message}: {e}") from None
+
+    def _route_lock(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        return self.routes.lock if self.routes is not None else contextlib.nullcontext()
+
+    async def _unroute(self, ref: ServerRef) -> None:
+        """Delete a server's route; a failure is logged (the proxy check removes it later)."""
+        if self.routes is None:
+            return
+        try:
+            await self.routes.remove_server(ref.user_name, ref.name)
+        except Exception as e:
+            log.warning("Removing the proxy route of %s failed: %s", ref.log_name, e)
+
+    async def _reroute(self, ref: ServerRef) -> None:
+        """Put back the route of a server that failed to stop (so still runs)."""
+        if self.routes is None or not ref.url:
+            return
+        try:
+            await self.routes.add_server(ref.user_name, ref.name, ref.url)
+        except Exception as e:
+            log.warning("Restoring the proxy route of %s failed: %s", ref.log_name, e)
 
     async def _cleanup_failed(self, ref: ServerRef, spawner: Spawner, message: str) -> None:
         try:
@@ -242,6 +318,8 @@ class Orchestrator:
         except ServiceUnavailable:
             spawner = None
         state: dict[str, Any] = {}
+        async with self._route_lock():
+            await self._unroute(ref)
         if spawner is not None:
             try:
                 try:
@@ -253,6 +331,7 @@ class Orchestrator:
                 # the server may well still be running: it stays running, not pending
                 log.error("Stop of %s failed: %s", ref.log_name, e, exc_info=True)
                 await asyncio.shield(self.db.run(server_ops.mark_running, ref.id))
+                await self._reroute(ref)
                 raise StopFailed(f"The server failed to stop: {e}"[:500]) from None
             spawner.clear_state()
             state = spawner.get_state()

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from hub.authcache import RequesterCache
 from hub.db.engine import Database
 from hub.ops.context import HubContext
 from hub.spawn import Orchestrator
+
+if TYPE_CHECKING:
+    from hub.proxy.supervisor import ProxyLink
 
 
 @dataclass
@@ -23,3 +27,5 @@ class HubState:
     requester_cache: RequesterCache = field(default_factory=RequesterCache)
     # the configured spawner's import path ('' when none), shown by /hub/api/info
     spawner_class: str = ""
+    # the proxy's routes and process; None when c.Hub.proxy is 'none'
+    proxy: ProxyLink | None = None

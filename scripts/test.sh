@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Install what the tests need (PostgreSQL from Debian's packages when missing,
-# the Python test tools into .venv) and run everything: ruff, mypy, pytest.
+# configurable-http-proxy from npm into .scratch/chp, JupyterHub 6 into
+# .scratch/jupyterhub-venv, the Python test tools into .venv) and run everything:
+# ruff, mypy, pytest.
 # With CI=true a missing system part fails the run instead of being skipped.
 # Extra arguments go to pytest, e.g. scripts/test.sh -k users
 set -euo pipefail
@@ -25,6 +27,23 @@ have_postgres() {
 if ! have_postgres; then
     echo "Installing PostgreSQL..."
     apt_install postgresql
+fi
+
+# configurable-http-proxy (npm) for the proxy client tests, in a scratch directory
+if [ ! -x .scratch/chp/node_modules/.bin/configurable-http-proxy ]; then
+    if command -v npm >/dev/null 2>&1; then
+        echo "Installing configurable-http-proxy..."
+        npm install --silent --no-audit --no-fund --prefix .scratch/chp configurable-http-proxy@5
+    else
+        echo "warning: npm not found; the configurable-http-proxy tests cannot run" >&2
+    fi
+fi
+
+# JupyterHub 6 (pip) for the test that runs it with `atrium proxy` as its proxy
+if [ ! -x .scratch/jupyterhub-venv/bin/jupyterhub ]; then
+    echo "Installing JupyterHub 6 into .scratch/jupyterhub-venv..."
+    python3 -m venv .scratch/jupyterhub-venv
+    .scratch/jupyterhub-venv/bin/python -m pip install -q "jupyterhub==6.*"
 fi
 
 scripts/venv.sh test

@@ -207,6 +207,8 @@ class HubFactory:
         state, web_app, _admin = app.build()
         server, port = listen(web_app, "127.0.0.1", 0, app.settings.max_body_size)
         self.started.append((server, state))
+        if state.proxy is not None:  # c.Hub.proxy set: start or adopt it, routes to this hub
+            await state.proxy.start(f"http://127.0.0.1:{port}")
         model = await state.db.run(token_ops.create_token, state.ctx, None, "admin", {})
         return RunningHub(
             f"http://127.0.0.1:{port}{app.settings.base_url}hub/", state, model["token"], app
@@ -218,6 +220,8 @@ class HubFactory:
             # user servers a test left running are stopped, so no process outlives its test
             await state.orchestrator.stop_all()
             await state.orchestrator.shutdown()
+            if state.proxy is not None:
+                await state.proxy.shutdown()
             await server.close_all_connections()
             state.db.close()
 

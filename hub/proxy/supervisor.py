@@ -1,0 +1,492 @@
+"""The hub's side of the proxy: routes for servers, reconciling, the proxy process.
+
+- `ProxyLink` adds a route when a server becomes ready and deletes it when the
+  server stops (`hub.spawn.Orchestrator` calls it), and reconciles the proxy's
+  table with the database at start-up and every `c.Hub.proxy_check_interval`
+  seconds: missing routes of running servers are added, routes the hub made
+  (data `"atrium": true`) for servers no longer running are deleted, routes
+  anyone else made are never touched, and the default route `/` -> hub is put
+  back if it is missing.
+- `ProxyProcess` starts the proxy (`atrium proxy` or configurable-http-proxy,
+  same flags) in its own session, or adopts one a previous hub left running
+  (its API answers with our token; its PID comes from `c.Hub.proxy_pid_file`).
+  `ProxyLink` watches it and restarts it, restoring every route, within a
+  fraction of a second of it exiting. At hub shutdown the proxy keeps running
+  unless `c.Hub.proxy_stop_on_exit`, so restarting the hub drops no connection.
+
+`hub.proxy.client` speaks the routes API; `hub.app` wires this together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from hub.db.engine import Database
+from hub.db.models import Server, User
+from hub.errors import ConfigError
+from hub.ops.context import HubContext
+from hub.proxy.client import (
+    ProxyAPIError,
+    ProxyAuthError,
+    ProxyClient,
+    ProxyError,
+    ProxyUnavailable,
+    normalize_prefix,
+)
+
+if TYPE_CHECKING:
+    from hub.settings import Hub
+
+log = logging.getLogger(__name__)
+
+# routes the hub made carry this key set to true in their data; others are not ours
+MARKER = "atrium"
+DEFAULT_PREFIX = "/"
+# how often the supervisor checks that the proxy process is alive
+WATCH_INTERVAL = 0.2
+# route changes sent at once when restoring a whole table
+CONCURRENT_CHANGES = 16
+
+ATRIUM_PROXY_CMD = [sys.executable, "-m", "hub.app", "proxy"]
+CHP_CMD = ["configurable-http-proxy"]
+
+
+class ProxyStartFailed(ConfigError):
+    """The proxy could not be started or adopted; the hub refuses to start and says why."""
+
+
+def connect_host(ip: str) -> str:
+    """How to reach a server listening on `ip` from this machine."""
+    if ip in ("", "0.0.0.0"):  # noqa: S104 (a comparison, not a bind)
+        return "127.0.0.1"
+    if ip == "::":
+        return "[::1]"
+    return f"[{ip}]" if ":" in ip else ip
+
+
+def server_prefix(ctx: HubContext, user_name: str, server_name: str) -> str:
+    """The route prefix of a server, as the proxy stores it (decoded, no trailing slash)."""
+    return normalize_prefix(unquote(ctx.user_url(user_name, server_name)))
+
+
+def server_route_data(user_name: str, server_name: str) -> dict[str, Any]:
+    return {"user": user_name, "server_name": server_name, MARKER: True}
+
+
+@dataclass(frozen=True)
+class RouteChanges:
+    """What one reconcile pass changed (prefixes)."""
+
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _DbServer:
+    prefix: str
+    user_name: str
+    server_name: str
+    url: str | None
+    busy: bool  # starting or stopping: its route is being changed by that work
+
+
+def _db_servers(session: Session, ctx: HubContext) -> list[_DbServer]:
+    """Servers running, starting or stopping, with their route prefixes."""
+    rows = session.execute(
+        select(Server.name, Server.url, Server.pending, User.name)
+        .join(User, Server.user_id == User.id)
+        .where(or_(Server.started.is_not(None), Server.pending.is_not(None)))
+    ).all()
+    return [
+        _DbServer(server_prefix(ctx, user, name), user, name, url, pending is not None)
+        for name, url, pending, user in rows
+    ]
+
+
+async def _limited(coros: list[Coroutine[Any, Any, Any]]) -> list[Any]:
+    """Run route changes a few at a time; returns results or exceptions."""
+    gate = asyncio.Semaphore(CONCURRENT_CHANGES)
+
+    async def one(coro: Coroutine[Any, Any, Any]) -> Any:
+        async with gate:
+            return await coro
+
+    return await asyncio.gather(*(one(c) for c in coros), return_exceptions=True)
+
+
+def pid_alive(pid: int) -> bool:
+    """Is this process running? Reaps it if it is our exited child; a zombie is not running."""
+    try:
+        done, _status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass  # not our child (adopted from an earlier hub): ask the kernel
+    else:
+        return done == 0
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+@dataclass(frozen=True)
+class ProxyProcessConfig:
+    cmd: list[str]
+    ip: str  # public address the proxy listens on
+    port: int
+    api_ip: str
+    api_port: int
+    base_url: str
+    token: str
+    pid_file: Path | None
+    start_timeout: float = 10.0
+    stop_on_exit: bool = False
+
+
+class ProxyProcess:
+    """Starts, adopts, checks and stops the proxy process."""
+
+    def __init__(self, config: ProxyProcessConfig, client: ProxyClient) -> None:
+        self.config = config
+        self.client = client
+        self.pid: int | None = None
+
+    def command(self, hub_url: str) -> list[str]:
+        c = self.config
+        return [
+            *c.cmd,
+            "--ip",
+            c.ip,
+            "--port",
+            str(c.port),
+            "--api-ip",
+            c.api_ip,
+            "--api-port",
+            str(c.api_port),
+            "--default-target",
+            hub_url,
+            "--error-target",
+            f"{hub_url}{c.base_url}hub/error",
+        ]
+
+    async def _probe(self) -> bool:
+        """True if our proxy answers; raises ProxyStartFailed if something else does."""
+        try:
+            await self.client.get_routes(limit=2.0)
+        except ProxyUnavailable:
+            return False
+        except ProxyAuthError:
+            raise ProxyStartFailed(
+                f"a proxy is already running at {self.client.api_url} but does not accept this "
+                "hub's token (CONFIGPROXY_AUTH_TOKEN or c.Hub.proxy_auth_token_file); stop it or "
+                "give the hub the same token"
+            ) from None
+        except ProxyAPIError as e:
+            raise ProxyStartFailed(
+                f"something that is not a proxy answers at {self.client.api_url} "
+                f"(HTTP {e.status}); set c.Hub.proxy_api_url to a free port"
+            ) from None
+        return True
+
+    def _read_pid_file(self) -> int | None:
+        path = self.config.pid_file
+        if path is None:
+            return None
+        try:
+            pid = int(path.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if pid > 0 and pid_alive(pid) else None
+
+    async def ensure_running(self, hub_url: str) -> None:
+        """Adopt the proxy if one of ours answers, else start one and wait until it answers."""
+        if await self._probe():
+            self.pid = self._read_pid_file()
+            log.info(
+                "Adopted the proxy already running at %s (pid %s)",
+                self.client.api_url,
+                self.pid or "unknown",
+            )
+            return
+        await self._spawn(hub_url)
+
+    async def _spawn(self, hub_url: str) -> None:
+        cmd = self.command(hub_url)
+        env = {**os.environ, "CONFIGPROXY_AUTH_TOKEN": self.config.token}
+        try:
+            # its own session: a Ctrl-C at the hub's terminal or the hub exiting leave it be
+            pid = await asyncio.to_thread(
+                os.posix_spawnp,
+                cmd[0],
+                cmd,
+                env,
+                setsid=True,
+                file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)],
+            )
+        except OSError as e:
+            raise ProxyStartFailed(
+                f"cannot run the proxy command {cmd[0]!r}: {e.strerror or e} (see c.Hub.proxy_cmd)"
+            ) from None
+        self.pid = pid
+        log.info("Started the proxy (pid %s): %s", pid, " ".join(cmd))
+        deadline = time.monotonic() + self.config.start_timeout
+        while True:
+            if not pid_alive(pid):
+                self.pid = None
+                raise ProxyStartFailed(
+                    f"the proxy exited at start (command {' '.join(cmd)}); see its output above"
+                )
+            if await self._probe():
+                break
+            if time.monotonic() > deadline:
+                self._kill(pid, signal.SIGKILL)
+                self.pid = None
+                raise ProxyStartFailed(
+                    f"the proxy did not answer at {self.client.api_url} within "
+                    f"{self.config.start_timeout:g} seconds (c.Hub.proxy_start_timeout)"
+                )
+            await asyncio.sleep(0.05)
+        self._write_pid_file(pid)
+
+    def _write_pid_file(self, pid: int) -> None:
+        if self.config.pid_file is None:
+            return
+        try:
+            self.config.pid_file.write_text(f"{pid}\n")
+        except OSError as e:
+            log.warning("Cannot write the proxy's pid file %s: %s", self.config.pid_file, e)
+
+    async def alive(self) -> bool:
+        if self.pid is not None:
+            return pid_alive(self.pid)
+        # adopted without a PID: it is alive while its API answers
+        try:
+            await self.client.get_routes(limit=2.0)
+        except ProxyUnavailable:
+            return False
+        except ProxyError:
+            return True
+        return True
+
+    @staticmethod
+    def _kill(pid: int, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop the proxy (SIGTERM, then SIGKILL) if we know its PID."""
+        pid = self.pid
+        if pid is None:
+            return
+        self._kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while pid_alive(pid):
+            if time.monotonic() > deadline:
+                self._kill(pid, signal.SIGKILL)
+            await asyncio.sleep(0.05)
+        self.pid = None
+        if self.config.pid_file is not None:
+            self.config.pid_file.unlink(missing_ok=True)
+        log.info("Stopped the proxy (pid %s)", pid)
+
+
+class ProxyLink:
+    """The hub's routes in the proxy, kept in step with the database."""
+
+    def __init__(
+        self,
+        client: ProxyClient,
+        db: Database,
+        ctx: HubContext,
+        check_interval: float = 30.0,
+        process: ProxyProcess | None = None,
+    ) -> None:
+        self.client = client
+        self.db = db
+        self.ctx = ctx
+        self.check_interval = check_interval
+        self.process = process
+        self.hub_url = ""
+        # held while a route changes together with the database (see hub.spawn)
+        self.lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # --- routes of servers (called by hub.spawn) ---------------------------------------
+
+    async def add_server(self, user_name: str, server_name: str, url: str) -> None:
+        prefix = server_prefix(self.ctx, user_name, server_name)
+        await self.client.add_route(prefix, url, server_route_data(user_name, server_name))
+        log.debug("Route %s -> %s added", prefix, url)
+
+    async def remove_server(self, user_name: str, server_name: str) -> None:
+        prefix = server_prefix(self.ctx, user_name, server_name)
+        await self.client.delete_route(prefix)
+        log.debug("Route %s removed", prefix)
+
+    # --- reconcile ----------------------------------------------------------------------
+
+    async def reconcile(self) -> RouteChanges:
+        """Make the proxy's table match the database's running servers (see module doc)."""
+        async with self.lock:
+            routes = await self.client.get_routes()
+            servers = await self.db.run(_db_servers, self.ctx)
+            busy = {s.prefix for s in servers if s.busy}
+            wanted = {s.prefix: s for s in servers if not s.busy and s.url}
+            to_add: dict[str, tuple[str, dict[str, Any]]] = {}
+            for prefix, s in wanted.items():
+                have = routes.get(prefix)
+                if have is None or have.get("target") != s.url or not have.get(MARKER):
+                    assert s.url is not None
+                    to_add[prefix] = (s.url, server_route_data(s.user_name, s.server_name))
+            hub_route = routes.get(DEFAULT_PREFIX)
+            if self.hub_url and (hub_route is None or hub_route.get("target") != self.hub_url):
+                # the hub owns `/`, as on JupyterHub: missing or pointing elsewhere, it is reset
+                to_add[DEFAULT_PREFIX] = (self.hub_url, {"hub": True, MARKER: True})
+            to_remove = [
+                prefix
+                for prefix, data in routes.items()
+                if data.get(MARKER) is True
+                and prefix != DEFAULT_PREFIX
+                and prefix not in wanted
+                and prefix not in busy
+            ]
+            calls: list[Coroutine[Any, Any, Any]] = [
+                self.client.add_route(p, t, d) for p, (t, d) in to_add.items()
+            ]
+            calls += [self.client.delete_route(p) for p in to_remove]
+            results = await _limited(calls)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        n = len(to_add)
+        changes = RouteChanges(
+            added=[p for p, r in zip(to_add, results[:n], strict=True) if r is None],
+            removed=[p for p, r in zip(to_remove, results[n:], strict=True) if r is True],
+        )
+        if changes.added or changes.removed:
+            log.info(
+                "Proxy routes reconciled: %d added, %d removed",
+                len(changes.added),
+                len(changes.removed),
+            )
+        if failed:
+            raise failed[0]
+        return changes
+
+    # --- life cycle ---------------------------------------------------------------------
+
+    async def start(self, hub_url: str) -> None:
+        """Start or adopt the proxy, restore the routes, and begin checking.
+
+        `hub_url` is where the proxy reaches the hub (`http://127.0.0.1:8081`): the
+        target of the default route and the base of the error pages.
+        """
+        self.hub_url = hub_url.rstrip("/")
+        if self.process is not None:
+            await self.process.ensure_running(self.hub_url)
+            await self.reconcile()
+            self._own(self._watch())
+        else:
+            try:
+                await self.reconcile()
+            except ProxyError as e:
+                # an external proxy may come up after the hub: the periodic check catches up
+                log.warning("The proxy's routes could not be checked at start-up: %s", e)
+        self._own(self._check_periodically())
+
+    def _own(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _check_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.check_interval)
+            try:
+                await self.reconcile()
+            except ProxyError as e:
+                log.warning("Checking the proxy's routes failed: %s", e)
+            except Exception:
+                log.exception("Checking the proxy's routes failed")
+
+    async def _watch(self) -> None:
+        """Restart the proxy as soon as it exits, and put every route back."""
+        assert self.process is not None
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL)
+            if await self.process.alive():
+                continue
+            log.warning("The proxy (pid %s) is gone; restarting it", self.process.pid)
+            self.process.pid = None
+            try:
+                await self.process.ensure_running(self.hub_url)
+                changes = await self.reconcile()
+            except Exception as e:
+                log.error("Restarting the proxy failed: %s; trying again", e)
+                await asyncio.sleep(1.0)
+                continue
+            log.info("The proxy is back with %d routes restored", len(changes.added))
+
+    async def shutdown(self) -> None:
+        """Stop checking; stop the proxy only if configured to (it keeps users connected)."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.process is not None and self.process.config.stop_on_exit:
+            await self.process.stop()
+
+
+def _api_address(api_url: str) -> tuple[str, int]:
+    parts = urlsplit(api_url)
+    if parts.scheme != "http" or not parts.hostname or parts.port is None:
+        raise ConfigError(
+            f"c.Hub.proxy_api_url must be http://HOST:PORT for a proxy the hub starts, "
+            f"not {api_url!r}"
+        )
+    return parts.hostname, parts.port
+
+
+def proxy_from_settings(
+    settings: Hub, token: str, db: Database, ctx: HubContext
+) -> ProxyLink | None:
+    """The proxy link for these settings; None when `c.Hub.proxy` is 'none'."""
+    s = settings
+    if s.proxy == "none":
+        return None
+    client = ProxyClient(s.proxy_api_url, token, timeout=s.proxy_api_timeout)
+    process = None
+    if s.proxy_should_start:
+        api_ip, api_port = _api_address(s.proxy_api_url)
+        default_cmd = ATRIUM_PROXY_CMD if s.proxy == "atrium" else CHP_CMD
+        config = ProxyProcessConfig(
+            cmd=list(s.proxy_cmd) or default_cmd,
+            ip=s.ip,
+            port=s.port,
+            api_ip=api_ip,
+            api_port=api_port,
+            base_url=s.base_url,
+            token=token,
+            pid_file=Path(s.proxy_pid_file) if s.proxy_pid_file else None,
+            start_timeout=s.proxy_start_timeout,
+            stop_on_exit=s.proxy_stop_on_exit,
+        )
+        process = ProxyProcess(config, client)
+    return ProxyLink(client, db, ctx, s.proxy_check_interval, process)
