@@ -636,3 +636,23 @@ async def test_tls_and_redirect(certificate: tuple[str, str]) -> None:
     assert proc.returncode == 0
     assert b"Stopped" in err
     assert b"Traceback" not in err
+
+
+async def test_host_routing() -> None:
+    handle, server, api = await start_proxy()
+    try:
+        handle.server.settings.host_routing = True
+        handle.table.add("/ann.hub.example.org/", handle.other.url)
+        for host, backend in [
+            (b"ann.hub.example.org", "ann"),
+            (b"ANN.hub.example.org:8443", "ann"),
+            (b"bob.hub.example.org", "hub"),
+        ]:
+            answer = await raw(
+                handle.port, b"GET /lab HTTP/1.1\r\nHost: %b\r\nConnection: close\r\n\r\n" % host
+            )
+            seen = body_of(answer)
+            assert seen["backend"] == backend
+            assert seen["uri"] == "/lab"
+    finally:
+        await stop_proxy(handle, server, api)
