@@ -18,6 +18,7 @@ import contextlib
 import os
 import shutil
 import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -53,13 +54,21 @@ def db_url(tmp_path: Path, sqlite_template: Path) -> str:
     return f"sqlite:///{target}"
 
 
-@pytest.fixture(scope="session")
-def chp_cmd() -> str:
+@pytest.fixture(scope="module", params=["chp", "atrium"])
+def proxy_kind(request: pytest.FixtureRequest) -> str:
+    """Every test here runs against configurable-http-proxy and against `atrium proxy`."""
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def proxy_cmd(proxy_kind: str) -> list[str]:
+    if proxy_kind == "atrium":
+        return [sys.executable, "-m", "hub.app", "proxy"]
     if not (CHP.exists() and shutil.which("node")):
         missing_part(
             "configurable-http-proxy (npm install --prefix .scratch/chp configurable-http-proxy@5)"
         )
-    return str(CHP)
+    return [str(CHP)]
 
 
 def kill(pid: int) -> None:
@@ -97,7 +106,7 @@ async def fetch(url: str) -> HTTPResponse:
 
 
 @dataclass
-class Chp:
+class RunningProxy:
     pid: int
     api_url: str
     public_url: str
@@ -107,11 +116,11 @@ class Chp:
 
 
 @pytest.fixture
-async def chp(chp_cmd: str, proxy_pids: list[int]) -> AsyncIterator[Chp]:
-    """A configurable-http-proxy on loopback with the token TOKEN (no default target)."""
+async def chp(proxy_cmd: list[str], proxy_pids: list[int]) -> AsyncIterator[RunningProxy]:
+    """A proxy on loopback with the token TOKEN (no default target)."""
     port, api_port = free_port(), free_port()
     proc = await asyncio.create_subprocess_exec(
-        chp_cmd,
+        *proxy_cmd,
         "--ip=127.0.0.1",
         f"--port={port}",
         "--api-ip=127.0.0.1",
@@ -121,7 +130,7 @@ async def chp(chp_cmd: str, proxy_pids: list[int]) -> AsyncIterator[Chp]:
         stdin=asyncio.subprocess.DEVNULL,
     )
     proxy_pids.append(proc.pid)
-    proxy = Chp(proc.pid, f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{port}")
+    proxy = RunningProxy(proc.pid, f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{port}")
 
     async def answers() -> bool:
         try:
@@ -136,10 +145,10 @@ async def chp(chp_cmd: str, proxy_pids: list[int]) -> AsyncIterator[Chp]:
     await proc.wait()
 
 
-def chp_hub_settings(tmp_path: Path, chp_cmd: str, **extra: Any) -> dict[str, Any]:
+def chp_hub_settings(tmp_path: Path, proxy_cmd: list[str], **extra: Any) -> dict[str, Any]:
     settings: dict[str, Any] = {
-        "proxy": "chp",
-        "proxy_cmd": [chp_cmd, "--log-level=error"],
+        "proxy": "atrium" if "hub.app" in proxy_cmd else "chp",
+        "proxy_cmd": [*proxy_cmd, "--log-level=error"],
         "port": free_port(),
         "proxy_api_url": f"http://127.0.0.1:{free_port()}",
         "proxy_pid_file": str(tmp_path / "proxy.pid"),
@@ -166,7 +175,7 @@ def public_url(hub: RunningHub) -> str:
 # --- ProxyClient against CHP ----------------------------------------------------------
 
 
-async def test_routes_add_list_delete(chp: Chp) -> None:
+async def test_routes_add_list_delete(chp: RunningProxy) -> None:
     client = chp.client()
     assert await client.get_routes() == {}
     await client.add_route("/user/ann/", "http://127.0.0.1:9999", {"user": "ann", MARKER: True})
@@ -194,7 +203,7 @@ async def test_routes_add_list_delete(chp: Chp) -> None:
     assert set(await client.get_routes()) == {"/user/a+b@c.d/srv-1"}
 
 
-async def test_bad_token_and_unreachable_proxy(chp: Chp) -> None:
+async def test_bad_token_and_unreachable_proxy(chp: RunningProxy) -> None:
     for token in ["wrong-token", ""]:
         with pytest.raises(ProxyAuthError) as info:
             await chp.client(token).get_routes()
@@ -222,9 +231,9 @@ def test_normalize_prefix() -> None:
 
 
 async def test_user_server_is_reached_through_the_proxy(
-    proxy_pids: list[int], hub_factory: HubFactory, chp_cmd: str, tmp_path: Path
+    proxy_pids: list[int], hub_factory: HubFactory, proxy_cmd: list[str], tmp_path: Path
 ) -> None:
-    hub = await hub_factory(**chp_hub_settings(tmp_path, chp_cmd))
+    hub = await hub_factory(**chp_hub_settings(tmp_path, proxy_cmd))
     proxy = proxy_of(hub)
     client = proxy.client
     routes = await client.get_routes()
@@ -257,9 +266,9 @@ async def test_user_server_is_reached_through_the_proxy(
 
 
 async def test_named_server_routes(
-    proxy_pids: list[int], hub_factory: HubFactory, chp_cmd: str, tmp_path: Path
+    proxy_pids: list[int], hub_factory: HubFactory, proxy_cmd: list[str], tmp_path: Path
 ) -> None:
-    hub = await hub_factory(**chp_hub_settings(tmp_path, chp_cmd, allow_named_servers=True))
+    hub = await hub_factory(**chp_hub_settings(tmp_path, proxy_cmd, allow_named_servers=True))
     await hub.add_user("bo@lab")
     assert (await hub.api("POST", "/users/bo@lab/servers/gpu-1")).status == 201
     routes = await proxy_of(hub).client.get_routes()
@@ -295,9 +304,9 @@ async def test_a_start_fails_clearly_when_the_route_cannot_be_added(
 
 
 async def test_reconcile_adds_missing_removes_stale_keeps_foreign(
-    proxy_pids: list[int], hub_factory: HubFactory, chp_cmd: str, tmp_path: Path
+    proxy_pids: list[int], hub_factory: HubFactory, proxy_cmd: list[str], tmp_path: Path
 ) -> None:
-    hub = await hub_factory(**chp_hub_settings(tmp_path, chp_cmd))
+    hub = await hub_factory(**chp_hub_settings(tmp_path, proxy_cmd))
     proxy = proxy_of(hub)
     client = proxy.client
     await hub.add_user("ann")
@@ -323,9 +332,9 @@ async def test_reconcile_adds_missing_removes_stale_keeps_foreign(
 
 
 async def test_periodic_check_puts_a_lost_route_back(
-    proxy_pids: list[int], hub_factory: HubFactory, chp_cmd: str, tmp_path: Path
+    proxy_pids: list[int], hub_factory: HubFactory, proxy_cmd: list[str], tmp_path: Path
 ) -> None:
-    hub = await hub_factory(**chp_hub_settings(tmp_path, chp_cmd, proxy_check_interval=0.2))
+    hub = await hub_factory(**chp_hub_settings(tmp_path, proxy_cmd, proxy_check_interval=0.2))
     client = proxy_of(hub).client
     await hub.add_user("ann")
     assert (await hub.api("POST", "/users/ann/server")).status == 201
@@ -338,9 +347,9 @@ async def test_periodic_check_puts_a_lost_route_back(
 
 
 async def test_a_killed_proxy_is_restarted_with_its_routes(
-    proxy_pids: list[int], hub_factory: HubFactory, chp_cmd: str, tmp_path: Path
+    proxy_pids: list[int], hub_factory: HubFactory, proxy_cmd: list[str], tmp_path: Path
 ) -> None:
-    hub = await hub_factory(**chp_hub_settings(tmp_path, chp_cmd))
+    hub = await hub_factory(**chp_hub_settings(tmp_path, proxy_cmd))
     process = proxy_of(hub).process
     assert process is not None
     await hub.add_user("ann")
@@ -367,9 +376,9 @@ async def test_a_killed_proxy_is_restarted_with_its_routes(
 
 
 async def test_proxy_outlives_the_hub_and_the_next_hub_adopts_it(
-    proxy_pids: list[int], tmp_path: Path, db_url: str, chp_cmd: str
+    proxy_pids: list[int], tmp_path: Path, db_url: str, proxy_cmd: list[str]
 ) -> None:
-    settings = chp_hub_settings(tmp_path, chp_cmd, proxy_stop_on_exit=False)
+    settings = chp_hub_settings(tmp_path, proxy_cmd, proxy_stop_on_exit=False)
     first = HubFactory(tmp_path, db_url)
     hub = await first(**settings)
     process = proxy_of(hub).process
@@ -412,9 +421,11 @@ async def test_proxy_outlives_the_hub_and_the_next_hub_adopts_it(
     assert not (tmp_path / "proxy.pid").exists()
 
 
-async def test_a_proxy_with_another_token_is_not_adopted(hub_factory: HubFactory, chp: Chp) -> None:
+async def test_a_proxy_with_another_token_is_not_adopted(
+    hub_factory: HubFactory, chp: RunningProxy, proxy_kind: str
+) -> None:
     with pytest.raises(ProxyStartFailed, match="does not accept this hub's token"):
-        await hub_factory(proxy="chp", proxy_api_url=chp.api_url, spawner_class=SPAWNER)
+        await hub_factory(proxy=proxy_kind, proxy_api_url=chp.api_url, spawner_class=SPAWNER)
     assert await chp.client().get_routes() == {}
 
 
@@ -429,12 +440,14 @@ async def test_a_missing_proxy_command_is_a_clear_error(
         )
 
 
-async def test_atrium_serves_behind_chp(tmp_path: Path, chp_cmd: str) -> None:
-    """The real `atrium` command: hub on hub_port, CHP on the public port in front of it."""
+async def test_atrium_serves_behind_the_proxy(
+    tmp_path: Path, proxy_kind: str, proxy_cmd: list[str]
+) -> None:
+    """The real `atrium` command: hub on hub_port, the proxy on the public port before it."""
     api_port = free_port()
     (tmp_path / "atrium_config.py").write_text(
-        f"c.Hub.proxy = 'chp'\n"
-        f"c.Hub.proxy_cmd = [{chp_cmd!r}, '--log-level=error']\n"
+        f"c.Hub.proxy = {proxy_kind!r}\n"
+        f"c.Hub.proxy_cmd = [*{proxy_cmd!r}, '--log-level=error']\n"
         f"c.Hub.proxy_api_url = 'http://127.0.0.1:{api_port}'\n"
         f"c.Hub.hub_port = {free_port()}\n"
         "c.Hub.proxy_stop_on_exit = True\n"

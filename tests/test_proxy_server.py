@@ -445,6 +445,8 @@ async def test_routes_api(proxy: Proxy) -> None:
     assert idle == {}
     r = await fetch(proxy.api + "/user/ann", method="DELETE", headers=auth)
     assert r.code == 204
+    r = await fetch(proxy.api + "/user/ann", method="DELETE", headers=auth)
+    assert r.code == 404  # as configurable-http-proxy answers
     assert "/user/ann" not in orjson.loads((await fetch(proxy.api, headers=auth)).body)
 
 

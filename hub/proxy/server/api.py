@@ -103,8 +103,10 @@ class RoutesHandler(web.RequestHandler):
         self.finish()
 
     def delete(self, prefix: str) -> None:
-        if self.table.remove(prefix or "/"):
-            log.info("Route %s removed", prefix or "/")
+        # configurable-http-proxy answers 404 for a route it does not have
+        if not self.table.remove(prefix or "/"):
+            raise web.HTTPError(404, "No such route")
+        log.info("Route %s removed", prefix or "/")
         self.set_status(204)
         self.finish()
 
