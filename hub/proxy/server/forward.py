@@ -254,6 +254,7 @@ class ClientConnection(asyncio.Protocol):
         self.upgrading = False
         self.closing = False
         self.client_ip = ""
+        self._forwarded = b""
         self.deadline: float | None = None
         self._url = bytearray()
         self._head_size = 0
@@ -266,6 +267,16 @@ class ClientConnection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         peer = transport.get_extra_info("peername")
         self.client_ip = peer[0] if peer else ""
+        sockname = transport.get_extra_info("sockname")
+        # the X-Forwarded-* headers that are the same for every request on this connection
+        self._forwarded = (
+            b"X-Forwarded-For: %b\r\nX-Forwarded-Proto: %b\r\nX-Forwarded-Port: %b\r\n"
+            % (
+                self.client_ip.encode(),
+                b"https" if self.server.settings.tls else b"http",
+                str(sockname[1]).encode() if sockname else b"",
+            )
+        )
         self.server.clients.add(self)
         self.deadline = time.monotonic() + self.limits.idle_timeout
 
@@ -469,29 +480,26 @@ class ClientConnection(asyncio.Protocol):
         target = route.target_path + exch.path
         if exch.query:
             target += "?" + exch.query.decode("latin-1")
-        version = b"1.0" if exch.version == "1.0" else b"1.1"
-        forwarded_host = exch.host or route.host.encode()
-        sockname = self.transport.get_extra_info("sockname") if self.transport else None
-        port = str(sockname[1]).encode() if sockname else b""
-        proto = b"https" if self.server.settings.tls else b"http"
-        parts = [
-            b"%b %b HTTP/%b\r\n" % (exch.method, target.encode("latin-1"), version),
-            *exch.head_parts,
-            b"X-Forwarded-For: %b\r\n" % self.client_ip.encode(),
-            b"X-Forwarded-Proto: %b\r\n" % proto,
-            b"X-Forwarded-Port: %b\r\n" % port,
-            b"X-Forwarded-Host: %b\r\n" % forwarded_host,
-        ]
-        if exch.chunked:
-            parts.append(b"Transfer-Encoding: chunked\r\n")
         if exch.upgrade:
-            parts.append(b"Connection: Upgrade\r\nUpgrade: websocket\r\n")
+            connection = b"Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
         elif exch.version == "1.0":
-            parts.append(b"Connection: close\r\n")
+            connection = b"Connection: close\r\n\r\n"
         else:
-            parts.append(b"Connection: keep-alive\r\n")
-        parts.append(b"\r\n")
-        return b"".join(parts)
+            connection = b"Connection: keep-alive\r\n\r\n"
+        return b"".join(
+            (
+                exch.method,
+                b" ",
+                target.encode("latin-1"),
+                b" HTTP/1.0\r\n" if exch.version == "1.0" else b" HTTP/1.1\r\n",
+                *exch.head_parts,
+                self._forwarded,
+                b"X-Forwarded-Host: ",
+                exch.host or route.host.encode(),
+                b"\r\nTransfer-Encoding: chunked\r\n" if exch.chunked else b"\r\n",
+                connection,
+            )
+        )
 
     def exchange_done(self, upstream: UpstreamConnection, reusable: bool) -> None:
         """The response has been relayed whole."""

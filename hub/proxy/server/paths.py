@@ -25,8 +25,8 @@ def normalize_path(path: str) -> str | None:
         return None
     if "%" in path:
         path = _PCT.sub(_decode_unreserved, path)
-    if "." not in path:
-        return path
+    if "/." not in path:
+        return path  # no dot segments (a dot inside a name, like x.js, is not one)
     out: list[str] = []
     segments = path.split("/")
     for segment in segments[1:]:
