@@ -121,15 +121,24 @@ class AtriumApp(HubCommand):
         print_welcome(url, admin)
         await stop.wait()
         log.info("Shutting down")
-        server.stop()
-        if s.cleanup_servers:
-            await state.orchestrator.stop_all()
-        await state.orchestrator.shutdown()
-        if state.proxy is not None:
-            await state.proxy.shutdown()
-        await server.close_all_connections()
-        state.db.close()
+        await shut_down(server, state, stop_servers=s.cleanup_servers)
         log.info("Stopped")
+
+
+async def shut_down(server: Any, state: HubState, stop_servers: bool) -> None:
+    """Stop listening, settle in-flight work, let go of the proxy and the database.
+
+    User servers keep running unless `stop_servers`; a proxy the hub started keeps
+    running unless configured to stop with the hub.
+    """
+    server.stop()
+    if stop_servers:
+        await state.orchestrator.stop_all()
+    await state.orchestrator.shutdown()
+    if state.proxy is not None:
+        await state.proxy.shutdown()
+    await server.close_all_connections()
+    state.db.close()
 
 
 def main(argv: list[str] | None = None) -> None:

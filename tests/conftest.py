@@ -19,7 +19,7 @@ import orjson
 import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
-from hub.app import AtriumApp
+from hub.app import AtriumApp, shut_down
 from hub.db.engine import Database
 from hub.db.migrate import upgrade
 from hub.ops import tokens as token_ops
@@ -216,14 +216,8 @@ class HubFactory:
 
     async def close(self) -> None:
         for server, state in self.started:
-            server.stop()
             # user servers a test left running are stopped, so no process outlives its test
-            await state.orchestrator.stop_all()
-            await state.orchestrator.shutdown()
-            if state.proxy is not None:
-                await state.proxy.shutdown()
-            await server.close_all_connections()
-            state.db.close()
+            await shut_down(server, state, stop_servers=True)
 
 
 @pytest.fixture
