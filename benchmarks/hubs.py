@@ -302,7 +302,7 @@ def start_jupyterhub(procs: ProcessGroup, workdir: Path, jupyterhub: Path, chp: 
         env=env,
         log=chp_log,
     )
-    _wait_listening(proxy_api_port, chp_proc, chp_log, "configurable-http-proxy")
+    wait_listening(proxy_api_port, chp_proc, chp_log, "configurable-http-proxy")
     log = workdir / "jupyterhub.log"
     t0 = time.perf_counter()
     proc = procs.start(
@@ -313,8 +313,15 @@ def start_jupyterhub(procs: ProcessGroup, workdir: Path, jupyterhub: Path, chp: 
     return RunningHub("jupyterhub", hub_port, token, proc, log, str(info.get("version")), started)
 
 
-def _wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path, what: str) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
+def wait_listening(
+    port: int,
+    proc: subprocess.Popen[bytes],
+    log: Path,
+    what: str,
+    timeout: float = READY_TIMEOUT,
+) -> None:
+    """Wait until `proc` accepts connections on `port`; BenchError with its log if not."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise BenchError(f"{what} exited with {proc.returncode}; its log:\n{log_tail(log)}")
@@ -323,7 +330,7 @@ def _wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path, what: s
                 return
         except OSError:
             time.sleep(0.1)
-    raise BenchError(f"{what} did not listen within {READY_TIMEOUT:.0f}s:\n{log_tail(log)}")
+    raise BenchError(f"{what} did not listen on {port} within {timeout:.0f}s:\n{log_tail(log)}")
 
 
 def seed_users(hub: RunningHub, names: Sequence[str], chunk: int) -> float:

@@ -19,16 +19,14 @@ import grp
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import hubs
 from httpclient import Client
-from hubs import BenchError, ProcessGroup, log_tail
+from hubs import BenchError, ProcessGroup, log_tail, wait_listening
 
 HERE = Path(__file__).resolve().parent
 WS_VENV = hubs.SCRATCH / "ws-venv"
@@ -173,21 +171,6 @@ def start_backends(procs: ProcessGroup, workdir: Path, ws_python: Path) -> Backe
     )
     wait_listening(echo_port, echo, log, "websocket echo server")
     return Backends(nginx_port, sink_port, echo_port, nginx, sink, echo)
-
-
-def wait_listening(
-    port: int, proc: subprocess.Popen[bytes], log: Path, what: str, timeout: float = 30
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise BenchError(f"{what} exited with {proc.returncode}; its log:\n{log_tail(log)}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise BenchError(f"{what} did not listen on {port} within {timeout:.0f}s:\n{log_tail(log)}")
 
 
 def wait_http(port: int, path: str, proc: subprocess.Popen[bytes], log: Path, what: str) -> None:
