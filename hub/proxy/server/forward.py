@@ -141,10 +141,6 @@ class ProxyServer:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    def busy(self) -> int:
-        """Client connections in the middle of an exchange or a WebSocket."""
-        return sum(1 for c in self.clients if c.queue or c.piped or c.parsing is not None)
-
     async def drain(self, within: float) -> None:
         """Let requests in flight finish (new connections are no longer accepted)."""
         deadline = time.monotonic() + within
@@ -473,8 +469,7 @@ class ClientConnection(asyncio.Protocol):
             self.transport.resume_reading()
         if exch.body_done and exch.chunked:
             upstream.transport.write(b"0\r\n\r\n")
-        if exch.upgrade and exch.early:
-            pass  # sent once the upstream has switched protocols
+        # an upgrade request's early bytes wait in exch.early until the 101 (switch_protocols)
 
     def request_head(self, exch: Exchange, route: Route) -> bytes:
         target = route.target_path + exch.path
@@ -540,7 +535,7 @@ class ClientConnection(asyncio.Protocol):
             upstream.transport.write(exch.early)
             exch.early = b""
 
-    def upstream_failed(self, exch: Exchange) -> None:
+    def upstream_failed(self) -> None:
         """The upstream connection broke before the response was complete."""
         self.upstream = None
         self.server.metrics.upstream_errors.inc()
@@ -663,7 +658,7 @@ class UpstreamConnection(asyncio.Protocol):
         if self.piped:
             client.close()
         elif self.exchange is not None:
-            client.upstream_failed(self.exchange)
+            client.upstream_failed()
 
     def pause_writing(self) -> None:
         if self.client is not None and self.client.transport is not None:
