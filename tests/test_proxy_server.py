@@ -658,3 +658,44 @@ async def test_host_routing() -> None:
             assert seen["uri"] == "/lab"
     finally:
         await stop_proxy(handle, server, api)
+
+
+async def test_server_closing_without_answering_is_a_502(proxy: Proxy) -> None:
+    async def hang_up(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await r.readuntil(b"\r\n\r\n")
+        w.close()
+
+    silent = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    proxy.table.add("/user/ann", f"http://127.0.0.1:{silent.sockets[0].getsockname()[1]}")
+    answer = await raw(
+        proxy.port, b"POST /user/ann/x HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+    )
+    assert answer.startswith(b"HTTP/1.1 502")
+    assert body_of(answer)["status"] == 502
+    silent.close()
+
+
+async def test_a_dropped_keep_alive_connection_is_retried_for_safe_requests(proxy: Proxy) -> None:
+    """The server answers once, then closes the kept-alive connection when the next request
+    arrives on it (the keep-alive race): the proxy sends it again on a new connection."""
+    connections = 0
+
+    async def answer_once(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await r.readuntil(b"\r\n\r\n")
+        w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await w.drain()
+        await r.readuntil(b"\r\n\r\n")  # the next request on this connection: hang up
+        w.close()
+
+    flaky = await asyncio.start_server(answer_once, "127.0.0.1", 0)
+    proxy.table.add("/user/ann", f"http://127.0.0.1:{flaky.sockets[0].getsockname()[1]}")
+    for _ in range(2):
+        answer = await raw(
+            proxy.port, b"GET /user/ann/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        assert answer.startswith(b"HTTP/1.1 200")
+        assert answer.endswith(b"ok")
+    assert connections == 2  # the second request went out again on a new connection
+    flaky.close()

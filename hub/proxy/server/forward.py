@@ -49,6 +49,7 @@ HOP_BY_HOP = frozenset(
 )
 BUFFER_LIMIT = 1024 * 1024  # request bytes held while no upstream is attached
 MAX_IDLE_PER_TARGET = 64  # idle keep-alive connections kept per upstream
+SAFE_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS"})  # may be sent again
 
 
 @dataclass
@@ -535,11 +536,24 @@ class ClientConnection(asyncio.Protocol):
             upstream.transport.write(exch.early)
             exch.early = b""
 
-    def upstream_failed(self) -> None:
-        """The upstream connection broke before the response was complete."""
+    def upstream_failed(self, upstream: UpstreamConnection) -> None:
+        """The upstream connection broke before the response was complete.
+
+        Nothing relayed yet: a safe request on a reused keep-alive connection (which
+        the server may have closed just as we sent) is retried once on a new one;
+        otherwise the client gets a 502. Part of a response relayed: all we can do is
+        close, so the client sees the response was cut short.
+        """
         self.upstream = None
         self.server.metrics.upstream_errors.inc()
         if self.transport is None or self.closing:
+            return
+        if upstream.relayed == 0 and self.queue:
+            exch = self.queue[0]
+            if upstream.uses > 1 and exch.body_done and exch.method in SAFE_METHODS:
+                self.start_exchange()
+                return
+            self.respond(502, "The server closed the connection without answering", close=True)
             return
         self.close()
 
@@ -625,6 +639,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.sent_head = False
         self.status = 0
         self.relayed = 0
+        self.uses = 0  # exchanges carried; more than one means a reused connection
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -641,6 +656,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.sent_head = False
         self.status = 0
         self.relayed = 0
+        self.uses += 1
 
     def close(self) -> None:
         self.closed = True
@@ -658,7 +674,7 @@ class UpstreamConnection(asyncio.Protocol):
         if self.piped:
             client.close()
         elif self.exchange is not None:
-            client.upstream_failed()
+            client.upstream_failed(self)
 
     def pause_writing(self) -> None:
         if self.client is not None and self.client.transport is not None:
