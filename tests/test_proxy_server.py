@@ -525,6 +525,7 @@ async def test_upstream_dying_mid_response_closes_the_client(proxy: Proxy) -> No
     assert answer.endswith(b"partial")  # relayed what there was, then closed
     await wait_for(lambda: not proxy.server.clients)
     dying.close()
+    await dying.wait_closed()
 
 
 async def test_metrics(proxy: Proxy) -> None:
@@ -662,8 +663,10 @@ async def test_host_routing() -> None:
 
 async def test_server_closing_without_answering_is_a_502(proxy: Proxy) -> None:
     async def hang_up(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        await r.readuntil(b"\r\n\r\n")
-        w.close()
+        try:
+            await r.readuntil(b"\r\n\r\n")
+        finally:
+            w.close()
 
     silent = await asyncio.start_server(hang_up, "127.0.0.1", 0)
     proxy.table.add("/user/ann", f"http://127.0.0.1:{silent.sockets[0].getsockname()[1]}")
@@ -673,6 +676,7 @@ async def test_server_closing_without_answering_is_a_502(proxy: Proxy) -> None:
     assert answer.startswith(b"HTTP/1.1 502")
     assert body_of(answer)["status"] == 502
     silent.close()
+    await silent.wait_closed()
 
 
 async def test_a_dropped_keep_alive_connection_is_retried_for_safe_requests(proxy: Proxy) -> None:
@@ -683,11 +687,15 @@ async def test_a_dropped_keep_alive_connection_is_retried_for_safe_requests(prox
     async def answer_once(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         nonlocal connections
         connections += 1
-        await r.readuntil(b"\r\n\r\n")
-        w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-        await w.drain()
-        await r.readuntil(b"\r\n\r\n")  # the next request on this connection: hang up
-        w.close()
+        try:
+            await r.readuntil(b"\r\n\r\n")
+            w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await w.drain()
+            await r.readuntil(b"\r\n\r\n")  # the next request on this connection: hang up
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass  # the proxy closed this pooled connection first
+        finally:
+            w.close()
 
     flaky = await asyncio.start_server(answer_once, "127.0.0.1", 0)
     proxy.table.add("/user/ann", f"http://127.0.0.1:{flaky.sockets[0].getsockname()[1]}")
@@ -698,4 +706,37 @@ async def test_a_dropped_keep_alive_connection_is_retried_for_safe_requests(prox
         assert answer.startswith(b"HTTP/1.1 200")
         assert answer.endswith(b"ok")
     assert connections == 2  # the second request went out again on a new connection
+    await proxy.server.stop()  # closes the pooled connection, ending its handler
     flaky.close()
+    await flaky.wait_closed()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--ssl-key", "k.pem"], b"--ssl-key and --ssl-cert go together"),
+        (["--redirect-port", "0"], b"--redirect-port redirects to HTTPS"),
+        (["--port", "70000"], b"--port must be between 0 and 65535"),
+        (["--port", "eighty"], b"invalid int value"),
+        (["--log-level", "loud"], b"invalid choice"),
+        (["--no-such-flag"], b"unrecognized arguments"),
+        (["--ssl-key", "/nonexistent/k.pem", "--ssl-cert", "/nonexistent/c.pem"], b"TLS"),
+    ],
+)
+async def test_bad_command_line(args: list[str], message: bytes) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "hub.app",
+        "proxy",
+        "--port",
+        "0",
+        *args,
+        env={**os.environ, "CONFIGPROXY_AUTH_TOKEN": TOKEN},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 2
+    assert message in err
+    assert b"Traceback" not in err

@@ -87,11 +87,10 @@ def tls_context(cert: str, key: str) -> ssl.SSLContext:
     return ctx
 
 
-async def serve(args: argparse.Namespace, token: str | None) -> None:
+async def serve(args: argparse.Namespace, token: str | None, tls: ssl.SSLContext | None) -> None:
     from tornado.httpserver import HTTPServer
 
     table = RouteTable()
-    tls = tls_context(args.ssl_cert, args.ssl_key) if args.ssl_key else None
     proxy = ProxyServer(
         table,
         ProxySettings(
@@ -162,12 +161,19 @@ def main(argv: list[str] | None = None) -> None:
             file=sys.stderr,
         )
         sys.exit(2)
+    tls = None
+    if args.ssl_key:
+        try:
+            tls = tls_context(args.ssl_cert, args.ssl_key)
+        except (OSError, ssl.SSLError) as e:
+            print(f"atrium proxy: cannot load the TLS key and certificate: {e}", file=sys.stderr)
+            sys.exit(2)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency
-        asyncio.run(serve(args, token))
+        asyncio.run(serve(args, token, tls))
     else:
-        uvloop.run(serve(args, token))
+        uvloop.run(serve(args, token, tls))
 
 
 if __name__ == "__main__":
