@@ -52,6 +52,13 @@ class PayloadTooLarge(AtriumError):
     default_message = "Request body too large"
 
 
+class BadGateway(AtriumError):
+    """Something the hub depends on (the proxy) failed to answer properly."""
+
+    status = 502
+    default_message = "The proxy did not answer properly"
+
+
 class ServiceUnavailable(AtriumError):
     status = 503
     default_message = "Service temporarily unavailable, try again shortly"

@@ -81,10 +81,17 @@ class Hub(Configurable):
         "c.Hub.proxy = 'atrium', `configurable-http-proxy` (from PATH) for 'chp'. Extra "
         "flags may follow, e.g. ['configurable-http-proxy', '--log-level=warn'].",
     ).tag(config=True)
+    proxy_workers = Integer(
+        0,
+        help="Processes the built-in proxy (c.Hub.proxy = 'atrium') serves traffic with, "
+        "sharing the public port; 0: one per CPU, at most 4.",
+    ).tag(config=True)
     proxy_api_url = Unicode(
         "http://127.0.0.1:8001",
         help="URL of the proxy's routes API (configurable-http-proxy's). A proxy the hub "
-        "starts gets this host and port as --api-ip and --api-port.",
+        "starts gets this host and port as --api-ip and --api-port. '' (with "
+        "c.Hub.proxy_should_start = False): drive no API; proxy replicas follow the hub's "
+        "table at /hub/api/proxy/watch (`atrium proxy --routes-from`).",
     ).tag(config=True)
     proxy_check_interval = Float(
         30.0,
@@ -208,9 +215,11 @@ class Hub(Configurable):
         from urllib.parse import urlsplit
 
         value = str(proposal["value"])
+        if value == "":
+            return value  # proxies follow /hub/api/proxy/watch instead
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise TraitError(f"proxy_api_url must be an http:// URL, not {value!r}")
+            raise TraitError(f"proxy_api_url must be an http:// URL or '', not {value!r}")
         return value
 
     def hub_context(self, roles: RoleTable) -> HubContext:
@@ -253,7 +262,18 @@ class Hub(Configurable):
             raise TraitError(f"{proposal['trait'].name} must be at least 1, not {value}")
         return value
 
-    @validate("token_expires_in_max_seconds", "named_server_limit_per_user", "auth_cache_ttl")
+    @validate("proxy_workers")
+    def _workers(self, proposal: Any) -> int:
+        value = int(proposal["value"])
+        if not 0 <= value <= 64:
+            raise TraitError(f"proxy_workers must be between 0 (one per CPU) and 64, not {value}")
+        return value
+
+    @validate(
+        "token_expires_in_max_seconds",
+        "named_server_limit_per_user",
+        "auth_cache_ttl",
+    )
     def _not_negative(self, proposal: Any) -> Any:
         value = proposal["value"]
         if value < 0:

@@ -720,6 +720,9 @@ async def test_a_dropped_keep_alive_connection_is_retried_for_safe_requests(prox
         (["--port", "eighty"], b"invalid int value"),
         (["--log-level", "loud"], b"invalid choice"),
         (["--no-such-flag"], b"unrecognized arguments"),
+        (["--workers", "0"], b"--workers must be between 1 and 64"),
+        (["--workers", "65"], b"--workers must be between 1 and 64"),
+        (["--routes-from", "ftp://hub/x"], b"--routes-from must be an http(s):// URL"),
         (["--ssl-key", "/nonexistent/k.pem", "--ssl-cert", "/nonexistent/c.pem"], b"TLS"),
     ],
 )

@@ -75,7 +75,8 @@ def start_targets(
 ) -> tuple[list[Target], dict[str, list[str]], dict[str, str]]:
     """direct, CHP and (when it is there and starts) Atrium; and why any is missing."""
     targets = [proxies.direct(back)]
-    commands = {"chp": [str(chp)], "atrium": [str(proxies.ATRIUM), "proxy"]}
+    atrium = [str(proxies.ATRIUM), "proxy", "--workers", str(args.atrium_workers)]
+    commands = {"chp": [str(chp)], "atrium": atrium}
     missing: dict[str, str] = {}
     wanted = ["chp"] + (["atrium"] if not args.no_atrium else [])
     if "atrium" in wanted:
@@ -250,6 +251,7 @@ def run(args: argparse.Namespace, procs: ProcessGroup, workdir: Path) -> dict[st
             "routes_connections": args.routes_connections,
             "idle_ws": args.idle_ws,
             "ws_cycles": args.ws_cycles,
+            "atrium_workers": args.atrium_workers,
             "proxy_flags": "--ip 127.0.0.1 --port P --api-ip 127.0.0.1 --api-port A "
             "--default-target http://127.0.0.1:NGINX (CONFIGPROXY_AUTH_TOKEN in the env)",
         },
@@ -455,7 +457,9 @@ def header(results: dict[str, Any]) -> str:
         f"{env['cpu_count']} CPUs shared by the load generator, the backends and the proxy. "
         f"wrk -t{cfg['wrk_threads']}, {cfg['duration_seconds']:g}s x {cfg['rounds']} interleaved "
         f"runs per cell, medians; 1 MiB transfers at c={cfg['transfer_connections']}; "
-        f"WS: {cfg['ws_messages']:,} round trips of {cfg['ws_payload_bytes']} B per target.\n"
+        f"WS: {cfg['ws_messages']:,} round trips of {cfg['ws_payload_bytes']} B per target. "
+        f"Atrium's proxy runs {cfg.get('atrium_workers', 1)} process(es) (--workers); "
+        "CHP is one Node process.\n"
         "Atrium/CHP: above 1 is better for req/s, MB/s, msg/s and cycles/s; below 1 is better "
         "for times, CPU, memory and fds.\n"
     )
@@ -503,6 +507,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="run only these measurements",
     )
     p.add_argument("--no-atrium", action="store_true", help="leave Atrium's proxy out")
+    p.add_argument(
+        "--atrium-workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="atrium proxy --workers (default: one per CPU, as the hub starts it)",
+    )
     p.add_argument(
         "--profile", action="store_true", help="afterwards, py-spy samples of Atrium's proxy"
     )

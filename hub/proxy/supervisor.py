@@ -14,6 +14,12 @@
   fraction of a second of it exiting. At hub shutdown the proxy keeps running
   unless `c.Hub.proxy_stop_on_exit`, so restarting the hub drops no connection.
 
+- `RouteBroadcast` holds the table the hub wants and streams every change to
+  the proxy replicas that follow it (`atrium proxy --routes-from`, served by
+  `hub.api.proxy` at /hub/api/proxy/watch). With `c.Hub.proxy_api_url` empty
+  that stream is the only way routes reach the proxies (several replicas, as on
+  Kubernetes); with it set, the hub also drives that one proxy's routes API.
+
 `hub.proxy.client` speaks the routes API; `hub.app` wires this together.
 """
 
@@ -26,7 +32,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,6 +53,7 @@ from hub.proxy.client import (
     ProxyUnavailable,
     normalize_prefix,
 )
+from hub.proxy.server.feed import encode as encode_event
 
 if TYPE_CHECKING:
     from hub.settings import Hub
@@ -85,6 +92,59 @@ def server_prefix(ctx: HubContext, user_name: str, server_name: str) -> str:
 
 def server_route_data(user_name: str, server_name: str) -> dict[str, Any]:
     return {"user": user_name, "server_name": server_name, MARKER: True}
+
+
+Watcher = Callable[[bytes | None], None]
+
+
+class RouteBroadcast:
+    """The routes the hub wants, as route events (`hub.proxy.server.feed`) for followers.
+
+    A watcher is called with each encoded event, and with None when the hub shuts
+    down. Unchanged routes send nothing, so a periodic reconcile is quiet.
+    """
+
+    def __init__(self) -> None:
+        self.routes: dict[str, tuple[str, dict[str, Any]]] = {}
+        self.watchers: set[Watcher] = set()
+
+    def put(self, prefix: str, target: str, data: dict[str, Any]) -> None:
+        if self.routes.get(prefix) == (target, data):
+            return
+        self.routes[prefix] = (target, data)
+        self._send({"type": "ADDED", "prefix": prefix, "target": target, "data": data})
+
+    def remove(self, prefix: str) -> None:
+        if self.routes.pop(prefix, None) is not None:
+            self._send({"type": "DELETED", "prefix": prefix})
+
+    def replace(self, routes: dict[str, tuple[str, dict[str, Any]]]) -> None:
+        for prefix in [p for p in self.routes if p not in routes]:
+            self.remove(prefix)
+        for prefix, (target, data) in routes.items():
+            self.put(prefix, target, data)
+
+    def snapshot(self) -> bytes:
+        return encode_event(
+            {
+                "type": "SNAPSHOT",
+                "routes": {p: {"target": t, "data": d} for p, (t, d) in self.routes.items()},
+            }
+        )
+
+    def subscribe(self, watcher: Watcher) -> Callable[[], None]:
+        self.watchers.add(watcher)
+        return lambda: self.watchers.discard(watcher)
+
+    def close(self) -> None:
+        for watcher in list(self.watchers):
+            watcher(None)
+        self.watchers.clear()
+
+    def _send(self, event: dict[str, Any]) -> None:
+        line = encode_event(event)
+        for watcher in list(self.watchers):
+            watcher(line)
 
 
 @dataclass(frozen=True)
@@ -161,6 +221,7 @@ class ProxyProcessConfig:
     pid_file: Path | None
     start_timeout: float = 10.0
     stop_on_exit: bool = False
+    extra_args: tuple[str, ...] = ()  # after the flags above (--workers for atrium proxy)
 
 
 class ProxyProcess:
@@ -187,6 +248,7 @@ class ProxyProcess:
             hub_url,
             "--error-target",
             f"{hub_url}{c.base_url}hub/error",
+            *c.extra_args,
         ]
 
     async def _probe(self) -> bool:
@@ -311,22 +373,30 @@ class ProxyProcess:
 
 
 class ProxyLink:
-    """The hub's routes in the proxy, kept in step with the database."""
+    """The hub's routes in the proxy, kept in step with the database.
+
+    `client` is None when no proxy API is driven (`c.Hub.proxy_api_url` empty):
+    then proxies follow `broadcast` only. `token` is the secret the hub and its
+    proxies share; followers present it at /hub/api/proxy/watch.
+    """
 
     def __init__(
         self,
-        client: ProxyClient,
+        client: ProxyClient | None,
         db: Database,
         ctx: HubContext,
         check_interval: float = 30.0,
         process: ProxyProcess | None = None,
+        token: str = "",
     ) -> None:
         self.client = client
         self.db = db
         self.ctx = ctx
         self.check_interval = check_interval
         self.process = process
+        self.token = token
         self.hub_url = ""
+        self.broadcast = RouteBroadcast()
         # held while a route changes together with the database (see hub.spawn)
         self.lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -335,33 +405,52 @@ class ProxyLink:
 
     async def add_server(self, user_name: str, server_name: str, url: str) -> None:
         prefix = server_prefix(self.ctx, user_name, server_name)
-        await self.client.add_route(prefix, url, server_route_data(user_name, server_name))
+        data = server_route_data(user_name, server_name)
+        if self.client is not None:
+            await self.client.add_route(prefix, url, data)
+        self.broadcast.put(prefix, url, data)
         log.debug("Route %s -> %s added", prefix, url)
 
     async def remove_server(self, user_name: str, server_name: str) -> None:
         prefix = server_prefix(self.ctx, user_name, server_name)
-        await self.client.delete_route(prefix)
+        self.broadcast.remove(prefix)
+        if self.client is not None:
+            await self.client.delete_route(prefix)
         log.debug("Route %s removed", prefix)
 
     # --- reconcile ----------------------------------------------------------------------
 
+    def _hub_route(self) -> tuple[str, dict[str, Any]]:
+        return self.hub_url, {"hub": True, MARKER: True}
+
     async def reconcile(self) -> RouteChanges:
         """Make the proxy's table match the database's running servers (see module doc)."""
         async with self.lock:
-            routes = await self.client.get_routes()
             servers = await self.db.run(_db_servers, self.ctx)
             busy = {s.prefix for s in servers if s.busy}
             wanted = {s.prefix: s for s in servers if not s.busy and s.url}
+            table = {
+                p: (s.url, server_route_data(s.user_name, s.server_name))
+                for p, s in wanted.items()
+                if s.url
+            }
+            if self.hub_url:
+                table[DEFAULT_PREFIX] = self._hub_route()
+            # a route being changed by a start or stop is left as that work leaves it
+            table.update({p: r for p, r in self.broadcast.routes.items() if p in busy})
+            self.broadcast.replace(table)
+            if self.client is None:
+                return RouteChanges()
+            routes = await self.client.get_routes()
             to_add: dict[str, tuple[str, dict[str, Any]]] = {}
             for prefix, s in wanted.items():
                 have = routes.get(prefix)
                 if have is None or have.get("target") != s.url or not have.get(MARKER):
-                    assert s.url is not None
-                    to_add[prefix] = (s.url, server_route_data(s.user_name, s.server_name))
+                    to_add[prefix] = table[prefix]
             hub_route = routes.get(DEFAULT_PREFIX)
             if self.hub_url and (hub_route is None or hub_route.get("target") != self.hub_url):
                 # the hub owns `/`, as on JupyterHub: missing or pointing elsewhere, it is reset
-                to_add[DEFAULT_PREFIX] = (self.hub_url, {"hub": True, MARKER: True})
+                to_add[DEFAULT_PREFIX] = self._hub_route()
             to_remove = [
                 prefix
                 for prefix, data in routes.items()
@@ -370,10 +459,11 @@ class ProxyLink:
                 and prefix not in wanted
                 and prefix not in busy
             ]
+            client = self.client
             calls: list[Coroutine[Any, Any, Any]] = [
-                self.client.add_route(p, t, d) for p, (t, d) in to_add.items()
+                client.add_route(p, t, d) for p, (t, d) in to_add.items()
             ]
-            calls += [self.client.delete_route(p) for p in to_remove]
+            calls += [client.delete_route(p) for p in to_remove]
             results = await _limited(calls)
         failed = [r for r in results if isinstance(r, BaseException)]
         n = len(to_add)
@@ -450,6 +540,7 @@ class ProxyLink:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.broadcast.close()
         if self.process is not None and self.process.config.stop_on_exit:
             await self.process.stop()
 
@@ -464,6 +555,13 @@ def _api_address(api_url: str) -> tuple[str, int]:
     return parts.hostname, parts.port
 
 
+def proxy_workers(setting: int) -> int:
+    """c.Hub.proxy_workers, with 0 meaning one per CPU (at most 4)."""
+    if setting > 0:
+        return setting
+    return max(1, min(len(os.sched_getaffinity(0)), 4))
+
+
 def proxy_from_settings(
     settings: Hub, token: str, db: Database, ctx: HubContext
 ) -> ProxyLink | None:
@@ -471,6 +569,14 @@ def proxy_from_settings(
     s = settings
     if s.proxy == "none":
         return None
+    if not s.proxy_api_url:
+        if s.proxy_should_start:
+            raise ConfigError(
+                "c.Hub.proxy_api_url is empty, so the hub cannot drive a proxy it starts; "
+                "set it, or c.Hub.proxy_should_start = False for proxies that follow "
+                "/hub/api/proxy/watch (atrium proxy --routes-from)"
+            )
+        return ProxyLink(None, db, ctx, s.proxy_check_interval, None, token)
     client = ProxyClient(s.proxy_api_url, token, timeout=s.proxy_api_timeout)
     process = None
     if s.proxy_should_start:
@@ -487,6 +593,9 @@ def proxy_from_settings(
             pid_file=Path(s.proxy_pid_file) if s.proxy_pid_file else None,
             start_timeout=s.proxy_start_timeout,
             stop_on_exit=s.proxy_stop_on_exit,
+            extra_args=("--workers", str(proxy_workers(s.proxy_workers)))
+            if s.proxy == "atrium" and not s.proxy_cmd
+            else (),
         )
         process = ProxyProcess(config, client)
-    return ProxyLink(client, db, ctx, s.proxy_check_interval, process)
+    return ProxyLink(client, db, ctx, s.proxy_check_interval, process, token)

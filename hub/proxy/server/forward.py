@@ -50,6 +50,7 @@ HOP_BY_HOP = frozenset(
 BUFFER_LIMIT = 1024 * 1024  # request bytes held while no upstream is attached
 MAX_IDLE_PER_TARGET = 64  # idle keep-alive connections kept per upstream
 SAFE_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS"})  # may be sent again
+NEW_CONNECTION_GRACE = 1.0  # seconds a draining proxy waits for a new connection's request
 
 
 @dataclass
@@ -124,7 +125,13 @@ class ProxyServer:
         self.client_ssl = ssl.create_default_context()
         self.websockets = 0  # upgraded so far
         self.open_websockets = 0
-        self.metrics = ProxyMetrics(self)
+        self.metrics = ProxyMetrics(
+            {
+                "websockets": ("Open WebSocket connections", lambda: self.open_websockets),
+                "connections": ("Open client connections", lambda: len(self.clients)),
+                "routes": ("Routes in the table", lambda: len(self.table)),
+            }
+        )
         self.tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         if settings.default_target:
@@ -143,13 +150,23 @@ class ProxyServer:
         task.add_done_callback(self.tasks.discard)
 
     async def drain(self, within: float) -> None:
-        """Let requests in flight finish (new connections are no longer accepted)."""
+        """Let requests in flight finish (new connections are no longer accepted).
+
+        Idle keep-alive connections are closed; one accepted a moment ago gets
+        NEW_CONNECTION_GRACE seconds for its first request before it counts as idle.
+        """
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
+            now = time.monotonic()
+            busy = False
             for conn in list(self.clients):
-                if not conn.queue and not conn.piped and conn.parsing is None:
-                    conn.close()  # idle keep-alive connection
-            if not any(c.queue or c.parsing is not None for c in self.clients):
+                if conn.queue or conn.piped or conn.parsing is not None:
+                    busy = busy or not conn.piped
+                elif conn.exchanges or now - conn.accepted_at > NEW_CONNECTION_GRACE:
+                    conn.close()
+                else:
+                    busy = True  # new: its request may be on the way
+            if not busy:
                 break
             await asyncio.sleep(0.05)
 
@@ -257,6 +274,8 @@ class ClientConnection(asyncio.Protocol):
         self._head_size = 0
         self._paused_for_buffer = False
         self._next_touch = 0.0
+        self.accepted_at = 0.0
+        self.exchanges = 0  # requests begun on this connection
 
     # --- connection ---------------------------------------------------------
 
@@ -275,7 +294,8 @@ class ClientConnection(asyncio.Protocol):
             )
         )
         self.server.clients.add(self)
-        self.deadline = time.monotonic() + self.limits.idle_timeout
+        self.accepted_at = time.monotonic()
+        self.deadline = self.accepted_at + self.limits.idle_timeout
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.clients.discard(self)
@@ -334,6 +354,7 @@ class ClientConnection(asyncio.Protocol):
             self.respond(400, f"Bad request: {str(e)[:100]}", close=True)
 
     def on_message_begin(self) -> None:
+        self.exchanges += 1
         self.parsing = Exchange()
         self._url.clear()
         self._head_size = 0
@@ -429,7 +450,7 @@ class ClientConnection(asyncio.Protocol):
         exch = self.queue[0]
         route = exch.route
         if route is None:
-            self.server.metrics.no_route.inc()
+            self.server.metrics.no_route += 1
             self.respond(404, "No route for this path", close=not exch.keep_alive)
             return
         exch.started = time.perf_counter()
@@ -444,8 +465,8 @@ class ClientConnection(asyncio.Protocol):
         try:
             upstream = await self.server.connect(route)
         except (OSError, TimeoutError) as e:
-            self.server.metrics.upstream_errors.inc()
-            self.server.metrics.upstream_down.inc()
+            self.server.metrics.upstream_errors += 1
+            self.server.metrics.upstream_down += 1
             log.info("Upstream %s for %s is down: %s", route.target, route.prefix, e)
             await self.upstream_down(exch, route)
             return
@@ -501,9 +522,7 @@ class ClientConnection(asyncio.Protocol):
         """The response has been relayed whole."""
         exch = self.queue.popleft()
         self.upstream = None
-        metrics = self.server.metrics
-        metrics.proxied.inc()
-        metrics.latency.observe(time.perf_counter() - exch.started)
+        self.server.metrics.observe(time.perf_counter() - exch.started)
         if exch.route is not None:
             exch.route.last_activity = time.time()
         if not exch.body_done:
@@ -531,7 +550,7 @@ class ClientConnection(asyncio.Protocol):
         self.deadline = None
         self.server.websockets += 1
         self.server.open_websockets += 1
-        self.server.metrics.proxied.inc()
+        self.server.metrics.proxied += 1
         if exch.early and upstream.transport is not None:
             upstream.transport.write(exch.early)
             exch.early = b""
@@ -545,7 +564,7 @@ class ClientConnection(asyncio.Protocol):
         close, so the client sees the response was cut short.
         """
         self.upstream = None
-        self.server.metrics.upstream_errors.inc()
+        self.server.metrics.upstream_errors += 1
         if self.transport is None or self.closing:
             return
         if upstream.relayed == 0 and self.queue:
@@ -597,7 +616,7 @@ class ClientConnection(asyncio.Protocol):
         if self.transport is None or self.closing:
             return
         if status < 500 and status != 404:
-            self.server.metrics.rejected.inc()
+            self.server.metrics.rejected += 1
         body = _error_body(status, message)
         self.transport.write(
             b"HTTP/1.1 %d %b\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
@@ -652,7 +671,9 @@ class UpstreamConnection(asyncio.Protocol):
     def begin(self, client: ClientConnection, exch: Exchange) -> None:
         self.client = client
         self.exchange = exch
-        self.parser = httptools.HttpResponseParser(self)
+        if self.parser is None or isinstance(self.parser, _Ignore):
+            # llhttp parses one response after another on a keep-alive connection
+            self.parser = httptools.HttpResponseParser(self)
         self.sent_head = False
         self.status = 0
         self.relayed = 0

@@ -9,6 +9,7 @@ root). With host routing, the first segment of a prefix is the host name.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -58,6 +59,8 @@ class RouteTable:
     def __init__(self) -> None:
         self._root = _Node()
         self._routes: dict[str, Route] = {}
+        # called after every change: listener(prefix, route or None when removed)
+        self.listeners: list[Callable[[str, Route | None], None]] = []
 
     def __len__(self) -> int:
         return len(self._routes)
@@ -70,6 +73,8 @@ class RouteTable:
             node = node.children.setdefault(segment, _Node())
         node.route = route
         self._routes[prefix] = route
+        for listener in self.listeners:
+            listener(prefix, route)
         return route
 
     def remove(self, prefix: str) -> bool:
@@ -89,6 +94,8 @@ class RouteTable:
                 del parent.children[segment]
             else:
                 break
+        for listener in self.listeners:
+            listener(prefix, None)
         return True
 
     def get(self, prefix: str) -> Route | None:
