@@ -62,7 +62,7 @@ class Hub(Configurable):
     )
     proxy = Enum(
         ["none", "atrium", "chp"],
-        "none",
+        "atrium",
         help="The proxy in front of the hub and users' servers: 'none' (the hub serves on "
         "c.Hub.ip:port itself and no user routes are made), 'atrium' (the built-in proxy, "
         "`atrium proxy`) or 'chp' (configurable-http-proxy). With a proxy, it takes "

@@ -11,6 +11,7 @@ from tornado.netutil import bind_sockets
 
 from hub import api
 from hub.api.base import API404
+from hub.pages import error
 from hub.state import HubState
 
 
@@ -20,7 +21,9 @@ class NotFoundHandler(API404):
 
 def make_app(state: HubState, base_url: str, cookie_secret: bytes) -> web.Application:
     prefix = re.escape(base_url + "hub")
-    handlers: list[Any] = [(prefix + pattern, handler) for pattern, handler in api.all_routes()]
+    handlers: list[Any] = [
+        (prefix + pattern, handler) for pattern, handler in [*api.all_routes(), *error.routes]
+    ]
     return web.Application(
         handlers,
         default_handler_class=NotFoundHandler,

@@ -172,6 +172,8 @@ SYSTEM = _system_requester()
 
 
 def hub_argv(tmp_path: Path, db_url: str, **settings: Any) -> list[str]:
+    # in-process hubs serve directly unless a test asks for a proxy
+    settings.setdefault("proxy", "none")
     argv = [
         f"--Hub.db_url={db_url}",
         f"--Hub.cookie_secret_file={tmp_path / 'cookie_secret'}",

@@ -46,6 +46,9 @@ class AtriumProcess:
     env: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
     base_url: str = "/"
+    # the built-in proxy (the default) on free ports, stopped with the hub; False:
+    # the test's own configuration decides
+    proxy_ports: bool = True
     proc: asyncio.subprocess.Process | None = None
     stdout: str = ""
     stderr: str = ""
@@ -55,10 +58,20 @@ class AtriumProcess:
         return f"http://127.0.0.1:{self.port}{self.base_url}hub/"
 
     async def start(self) -> None:
+        proxy_args = (
+            [
+                f"--Hub.hub_port={free_port()}",
+                f"--Hub.proxy_api_url=http://127.0.0.1:{free_port()}",
+                "--Hub.proxy_stop_on_exit=True",
+            ]
+            if self.proxy_ports
+            else []
+        )
         self.proc = await asyncio.create_subprocess_exec(
             *ATRIUM,
             "--port",
             str(self.port),
+            *proxy_args,
             *self.args,
             cwd=self.cwd,
             env={**os.environ, **self.env},

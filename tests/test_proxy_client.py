@@ -357,22 +357,42 @@ async def test_a_killed_proxy_is_restarted_with_its_routes(
     old_pid = process.pid
     assert old_pid is not None
     assert int((tmp_path / "proxy.pid").read_text()) == old_pid
+
+    # traffic to ann's server all along: before, during and after the kill
+    outcomes: list[tuple[float, bool]] = []
+    stop = asyncio.Event()
+
+    async def traffic() -> None:
+        while not stop.is_set():
+            try:
+                r = await fetch(public_url(hub) + "/user/ann/")
+                ok = r.headers.get("Server", "").startswith("SimpleHTTP")
+            except OSError:  # refused while no proxy listens
+                ok = False
+            outcomes.append((time.monotonic(), ok))
+            await asyncio.sleep(0.01)
+
+    flowing = asyncio.ensure_future(traffic())
+    await asyncio.sleep(0.3)
+    killed_at = time.monotonic()
     os.kill(old_pid, signal.SIGKILL)
 
     async def restored() -> bool:
-        if process.pid in (None, old_pid):
-            return False
-        try:
-            r = await fetch(public_url(hub) + "/user/ann/")
-        except OSError:  # the new proxy is not listening yet
-            return False
-        return r.headers.get("Server", "").startswith("SimpleHTTP")
+        return process.pid not in (None, old_pid) and bool(outcomes) and outcomes[-1][1]
 
     await eventually(restored)
+    back_at = time.monotonic()
+    await asyncio.sleep(0.5)
+    stop.set()
+    await flowing
     assert process.pid is not None
     proxy_pids.append(process.pid)
     assert not pid_alive(old_pid)
     assert int((tmp_path / "proxy.pid").read_text()) == process.pid
+    assert all(ok for t, ok in outcomes if t < killed_at)  # served before the kill
+    after = [ok for t, ok in outcomes if t > back_at]
+    assert after
+    assert all(after)  # and every request once it was back, routes included
 
 
 async def test_proxy_outlives_the_hub_and_the_next_hub_adopts_it(
@@ -452,7 +472,7 @@ async def test_atrium_serves_behind_the_proxy(
         f"c.Hub.hub_port = {free_port()}\n"
         "c.Hub.proxy_stop_on_exit = True\n"
     )
-    hub = AtriumProcess(tmp_path)
+    hub = AtriumProcess(tmp_path, proxy_ports=False)
     try:
         await hub.start()  # waits for /hub/api/ on the public port, i.e. through CHP
         pid_file = tmp_path / "atrium_proxy.pid"

@@ -263,6 +263,19 @@ async def test_keep_alive_reuses_upstream_connections(proxy: Proxy) -> None:
     assert len(ports) == 1
 
 
+async def test_idle_upstream_connections_expire() -> None:
+    handle, server, api = await start_proxy(limits=Limits(upstream_idle_timeout=0.3))
+    try:
+        r = await fetch(handle.url + "/x")
+        assert r.code == 200
+        assert sum(len(p) for p in handle.server.pools.values()) == 1
+        await wait_for(lambda: not handle.server.pools, within=5)  # closed and forgotten
+        assert not handle.server.upstreams
+        assert (await fetch(handle.url + "/x")).code == 200  # a new one when needed
+    finally:
+        await stop_proxy(handle, server, api)
+
+
 async def test_forwarded_headers_and_host(proxy: Proxy) -> None:
     answer = await raw(
         proxy.port,

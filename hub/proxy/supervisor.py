@@ -541,8 +541,17 @@ class ProxyLink:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self.broadcast.close()
-        if self.process is not None and self.process.config.stop_on_exit:
+        if self.process is None:
+            return
+        if self.process.config.stop_on_exit:
             await self.process.stop()
+        elif self.process.pid is not None:
+            log.info(
+                "The proxy (pid %s) keeps serving users; the next hub adopts it "
+                "(to stop it: kill %s, or c.Hub.proxy_stop_on_exit = True)",
+                self.process.pid,
+                self.process.pid,
+            )
 
 
 def _api_address(api_url: str) -> tuple[str, int]:
@@ -553,6 +562,23 @@ def _api_address(api_url: str) -> tuple[str, int]:
             f"not {api_url!r}"
         )
     return parts.hostname, parts.port
+
+
+def atrium_proxy_args(settings: Hub) -> tuple[str, ...]:
+    """Flags only `atrium proxy` has: its processes, and logging like the hub's."""
+    level = logging.getLogger().getEffectiveLevel()
+    name = next(
+        (n for n, v in (("debug", 10), ("info", 20), ("warn", 30)) if level <= v),
+        "error",
+    )
+    return (
+        "--workers",
+        str(proxy_workers(settings.proxy_workers)),
+        "--log-format",
+        settings.log_format,
+        "--log-level",
+        name,
+    )
 
 
 def proxy_workers(setting: int) -> int:
@@ -593,9 +619,7 @@ def proxy_from_settings(
             pid_file=Path(s.proxy_pid_file) if s.proxy_pid_file else None,
             start_timeout=s.proxy_start_timeout,
             stop_on_exit=s.proxy_stop_on_exit,
-            extra_args=("--workers", str(proxy_workers(s.proxy_workers)))
-            if s.proxy == "atrium" and not s.proxy_cmd
-            else (),
+            extra_args=atrium_proxy_args(s) if s.proxy == "atrium" and not s.proxy_cmd else (),
         )
         process = ProxyProcess(config, client)
     return ProxyLink(client, db, ctx, s.proxy_check_interval, process, token)

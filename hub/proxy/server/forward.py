@@ -59,6 +59,7 @@ class Limits:
     header_timeout: float = 20.0  # whole request head (slowloris)
     body_timeout: float = 60.0  # between body chunks
     idle_timeout: float = 65.0  # keep-alive between requests
+    upstream_idle_timeout: float = 60.0  # a pooled connection to a server, unused
     connect_timeout: float = 10.0
 
 
@@ -191,6 +192,12 @@ class ProxyServer:
             for conn in list(self.clients):
                 if conn.deadline and now > conn.deadline:
                     conn.timed_out()
+            expired = now - self.limits.upstream_idle_timeout
+            for pool in self.pools.values():
+                for upstream in [u for u in pool if u.idle_since < expired]:
+                    upstream.close()  # connection_lost drops it from the pool
+            for key in [k for k, pool in self.pools.items() if not pool]:
+                del self.pools[key]  # a server that went away leaves no entry behind
 
     def route_for(self, host: bytes, path: str) -> Route | None:
         if self.settings.host_routing and host:
@@ -213,6 +220,7 @@ class ProxyServer:
     def pool_put(self, conn: UpstreamConnection) -> None:
         conn.client = None
         conn.exchange = None
+        conn.idle_since = time.monotonic()
         pool = self.pools.setdefault(conn.key, [])
         if len(pool) >= MAX_IDLE_PER_TARGET:
             conn.close()
@@ -660,6 +668,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.relayed = 0
         self.uses = 0  # exchanges carried; more than one means a reused connection
         self.closed = False
+        self.idle_since = 0.0  # when it went back to the pool
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)

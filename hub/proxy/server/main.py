@@ -18,6 +18,7 @@ import ssl
 import sys
 from collections.abc import Callable
 
+from hub.log import setup_logging
 from hub.proxy.server.api import make_api
 from hub.proxy.server.forward import Limits, ProxyServer, ProxySettings, RedirectToHTTPS
 from hub.proxy.server.hubfeed import HubFeed
@@ -83,6 +84,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(WORKER_FD_FLAG, type=int, help=argparse.SUPPRESS)
     p.add_argument(LISTEN_FD_FLAG, type=int, action="append", help=argparse.SUPPRESS)
     p.add_argument("--log-level", default="info", type=str.lower, choices=sorted(LOG_LEVELS))
+    p.add_argument(
+        "--log-format",
+        default="text",
+        choices=("text", "json"),
+        help="text lines, or one JSON object per line (as the hub's --log-format)",
+    )
     p.add_argument("--timeout", type=float, default=None, help="(accepted for compatibility)")
     p.add_argument(
         "--insecure-no-auth",
@@ -295,10 +302,7 @@ async def serve(
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    logging.basicConfig(
-        level=LOG_LEVELS[args.log_level],
-        format="[%(levelname)1.1s %(asctime)s %(name)s] %(message)s",
-    )
+    setup_logging(LOG_LEVELS[args.log_level], args.log_format)
     token = os.environ.get(TOKEN_ENV) or None
     if token is None and not args.insecure_no_auth:
         print(

@@ -1,0 +1,1 @@
+"""HTML pages served by the hub (as opposed to the JSON API in `hub.api`)."""

@@ -1,0 +1,113 @@
+"""The hub's error page, the proxy's error target (`/hub/error/<code>?url=`).
+
+Through a real `atrium proxy`: a user's server that stopped answering gets
+browsers a 503 page saying so, with a button to start it, and API clients a
+JSON 503. Directly: hostile URLs are escaped, odd codes are refused.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+from tornado.httpclient import AsyncHTTPClient, HTTPResponse
+
+from hub.proxy.supervisor import pid_alive
+from tests.conftest import HubFactory, RunningHub
+from tests.pg import free_port
+from tests.spawner import started_pids
+from tests.test_proxy_scaleout import eventually
+
+HTML = {"Accept": "text/html,application/xhtml+xml"}
+
+
+@pytest.fixture
+def db_url(tmp_path: Path, sqlite_template: Path) -> str:
+    target = tmp_path / "atrium.sqlite"
+    shutil.copy(sqlite_template, target)
+    return f"sqlite:///{target}"
+
+
+async def fetch(url: str, **kw: object) -> HTTPResponse:
+    return await AsyncHTTPClient().fetch(
+        url, raise_error=False, request_timeout=10, follow_redirects=False, **kw
+    )
+
+
+def root(hub: RunningHub) -> str:
+    return hub.url[: -len("hub/")]
+
+
+async def test_a_server_that_stopped_answering(hub_factory: HubFactory, tmp_path: Path) -> None:
+    hub = await hub_factory(
+        proxy="atrium",
+        proxy_cmd=[sys.executable, "-m", "hub.app", "proxy", "--log-level=error"],
+        port=free_port(),
+        proxy_api_url=f"http://127.0.0.1:{free_port()}",
+        proxy_pid_file=str(tmp_path / "proxy.pid"),
+        proxy_stop_on_exit=True,
+        spawner_class="tests.spawner.ProcessSpawner",
+        allow_named_servers=True,
+    )
+    public = f"http://127.0.0.1:{hub.app.settings.port}"
+    await hub.add_user("ann")
+    assert (await hub.api("POST", "/users/ann/servers/gpu")).status == 201
+    pid = started_pids[-1]
+    os.kill(pid, signal.SIGKILL)  # the server dies; its route is still there
+
+    async def dead() -> bool:
+        return not pid_alive(pid)
+
+    await eventually(dead)
+
+    page = await fetch(f"{public}/user/ann/gpu/lab?x=<b>", headers=HTML)
+    assert page.code == 503
+    assert page.headers["Content-Type"].startswith("text/html")
+    text = page.body.decode()
+    assert "Your server is not running" in text
+    assert "ann's server gpu" in text
+    assert "<code>/user/ann/gpu/</code>" in text
+    assert 'action="/hub/spawn/ann/gpu"' in text
+    assert 'value="/user/ann/gpu/lab?x=&lt;b&gt;"' in text  # the page to return to, escaped
+    assert "<b>" not in text
+
+    api = await fetch(f"{public}/user/ann/gpu/api/status")
+    assert api.code == 503
+    assert orjson.loads(api.body) == {
+        "status": 503,
+        "message": "The server at this address is not running",
+    }
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "contains"),
+    [
+        # the same page whether or not the user exists
+        ("error/503?url=/user/nobody/", 503, "Your server is not running"),
+        ("error/503?url=/hub/api/", 503, "could not be reached"),
+        ("error/503", 503, "Something went wrong between the proxy"),
+        ("error/502?url=/services/x/", 502, "<code>/services/x/</code>"),
+        ("error/999?url=/user/a/", 400, "Something went wrong between the proxy"),
+        ("error/12", 400, "Something went wrong"),
+        (
+            "error/503?url=/user/%3Cscript%3Ealert(1)%3C/script%3E/",
+            503,
+            "&lt;script&gt;alert(1)&lt;/script&gt;",
+        ),
+    ],
+)
+async def test_error_page_input(
+    hub_factory: HubFactory, path: str, status: int, contains: str
+) -> None:
+    hub = await hub_factory()
+    r = await fetch(hub.url + path, headers=HTML)
+    assert r.code == status
+    text = r.body.decode()
+    assert contains in text
+    assert "<script>" not in text
+    assert r.headers["Content-Security-Policy"].startswith("default-src 'none'")
