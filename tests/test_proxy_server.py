@@ -20,7 +20,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
-from hub.proxy.server.api import make_api
+from hub.proxy.server.api import RoutesAPI
 from hub.proxy.server.forward import Limits, ProxyServer, ProxySettings
 from hub.proxy.server.paths import normalize_path
 from hub.proxy.server.routes import RouteTable
@@ -130,24 +130,21 @@ async def start_proxy(limits: Limits | None = None, error_target: str | None = N
     loop = asyncio.get_running_loop()
     server = await loop.create_server(proxy.protocol, "127.0.0.1", 0)
     proxy.start_sweeper()
-    api = HTTPServer(make_api(table, TOKEN, proxy.metrics))
-    api_sockets = bind_sockets(0, "127.0.0.1")
-    api.add_sockets(api_sockets)
+    api = await loop.create_server(RoutesAPI(table, TOKEN, proxy.metrics).protocol, "127.0.0.1", 0)
     handle = Proxy(
         proxy,
         table,
         server.sockets[0].getsockname()[1],
-        api_sockets[0].getsockname()[1],
+        api.sockets[0].getsockname()[1],
         hub,
         other,
     )
     return handle, server, api
 
 
-async def stop_proxy(handle: Proxy, server: Any, api: HTTPServer) -> None:
+async def stop_proxy(handle: Proxy, server: Any, api: Any) -> None:
     server.close()
-    api.stop()
-    await api.close_all_connections()
+    api.close()
     await handle.server.stop()
     for backend in (handle.hub, handle.other):
         backend.server.stop()
@@ -474,6 +471,15 @@ async def test_routes_api(proxy: Proxy) -> None:
         ("POST", "/x", b'{"target": 5}', {"Authorization": f"token {TOKEN}"}, 400),
         ("GET", "/missing", None, {"Authorization": f"token {TOKEN}"}, 404),
         ("GET", "?inactive_since=yesterday", None, {"Authorization": f"token {TOKEN}"}, 400),
+        ("PUT", "/x", b"{}", {"Authorization": f"token {TOKEN}"}, 405),
+        (
+            "POST",
+            "/x",
+            orjson.dumps({"target": "http://127.0.0.1:1", "pad": "x" * 70_000}),
+            {"Authorization": f"token {TOKEN}"},
+            413,
+        ),
+        ("DELETE", "/x", None, {"Authorization": "Bearer " + TOKEN}, 403),
     ],
 )
 async def test_routes_api_bad_input(
@@ -484,6 +490,29 @@ async def test_routes_api_bad_input(
     assert r.code == status
     assert orjson.loads(r.body)["status"] == status
     assert set(proxy.table.routes()) == before
+
+
+async def test_routes_api_keep_alive_and_unknown_paths(proxy: Proxy) -> None:
+    base = f"http://127.0.0.1:{proxy.api_port}"
+    for path, status in (("/nope", 404), ("/api/routesx", 404), ("/api", 404)):
+        r = await fetch(base + path, headers={"Authorization": f"token {TOKEN}"})
+        assert r.code == status
+        assert orjson.loads(r.body) == {"status": status, "message": "Not found"}
+    # several requests on one connection, answered in order
+    request = b"GET /api/routes/ HTTP/1.1\r\nHost: x\r\nAuthorization: token %b\r\n\r\n" % (
+        TOKEN.encode()
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.api_port)
+    writer.write(request * 3)
+    for _ in range(3):
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200")
+        length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+        assert "/" in orjson.loads(await reader.readexactly(length))
+    writer.write(b"GET /api/routes HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 40_000 + b"\r\n\r\n")
+    answer = await asyncio.wait_for(reader.read(-1), 10)
+    assert answer.startswith(b"HTTP/1.1 431")
+    writer.close()
 
 
 async def test_refuses_to_run_without_a_token() -> None:

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable
 
 from hub.log import setup_logging
-from hub.proxy.server.api import make_api
+from hub.proxy.server.api import RoutesAPI
 from hub.proxy.server.forward import Limits, ProxyServer, ProxySettings, RedirectToHTTPS
 from hub.proxy.server.hubfeed import HubFeed
 from hub.proxy.server.routes import RouteTable
@@ -220,8 +220,6 @@ async def serve_worker(args: argparse.Namespace, tls: ssl.SSLContext | None) -> 
 async def serve(
     args: argparse.Namespace, token: str | None, tls: ssl.SSLContext | None, argv: list[str]
 ) -> None:
-    from tornado.httpserver import HTTPServer
-
     proxy = Proxy(args, tls)
     loop = asyncio.get_running_loop()
     pool: WorkerPool | None = None
@@ -264,8 +262,10 @@ async def serve(
             reuse_address=True,
         )
     proxy.server.start_sweeper()
-    api = HTTPServer(make_api(proxy.table, token, proxy.server.metrics))
-    api.listen(args.api_port, args.api_ip)
+    routes_api = RoutesAPI(proxy.table, token, proxy.server.metrics)
+    api = await loop.create_server(
+        routes_api.protocol, args.api_ip, args.api_port, reuse_address=True
+    )
     if args.workers > 1:
         assert proxy.listener is not None
         pool = WorkerPool(
@@ -295,7 +295,7 @@ async def serve(
     await asyncio.gather(*stopping)
     if hub_feed is not None:
         await hub_feed.stop()
-    api.stop()
+    api.close()
     await proxy.server.stop()
     log.info("Stopped")
 

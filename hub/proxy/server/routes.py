@@ -27,6 +27,8 @@ class Route:
     # path prefix of the target, prepended to the forwarded path ('' for none)
     target_path: str = field(init=False)
     last_activity: float = field(default_factory=time.time)
+    # last_activity as the routes API shows it, formatted once per value
+    shown_activity: tuple[float, str] = field(default=(-1.0, ""), repr=False, compare=False)
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.target)
