@@ -119,11 +119,17 @@ class ProxyProc:
                 await self.client().get_routes()
             except ProxyUnavailable:
                 return False
-            return len(children(self.pid)) >= expect_workers
+            if not expect_workers:
+                return True
+            return f"atrium_proxy_processes {expect_workers + 1}.0" in await self.metrics()
 
         await eventually(answers)
         self.workers = children(self.pid)
         return self
+
+    async def metrics(self) -> str:
+        r = await fetch(f"http://127.0.0.1:{self.api_port}/metrics")
+        return str(r.body.decode())
 
     @property
     def pid(self) -> int:
@@ -288,7 +294,7 @@ async def test_a_dead_worker_is_replaced_and_workers_die_with_the_primary(
     os.kill(worker, signal.SIGKILL)
 
     async def replaced() -> bool:
-        return len(children(proxy.pid) - {worker}) == 1 and not pid_alive(worker)
+        return not pid_alive(worker) and "atrium_proxy_processes 2.0" in await proxy.metrics()
 
     await eventually(replaced)
     (new_worker,) = children(proxy.pid)

@@ -6,11 +6,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import shutil
+import signal
 import socket
+import ssl
 import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -627,10 +631,65 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     return str(key), str(cert)
 
 
-async def test_tls_and_redirect(certificate: tuple[str, str]) -> None:
+def make_certificate(folder: Path, name: str) -> tuple[str, str]:
+    import subprocess
+
+    key, cert = folder / f"{name}-key.pem", folder / f"{name}-cert.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            f"/CN={name}",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return str(key), str(cert)
+
+
+async def served_certificate(port: int) -> str:
+    """The certificate a TLS listener presents, as PEM."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    _reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx)
+    der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+    writer.close()
+    return ssl.DER_cert_to_PEM_cert(der)
+
+
+def read_text(path: str) -> str:
+    return Path(path).read_text()
+
+
+def write_text(path: str, text: str) -> None:
+    Path(path).write_text(text)
+
+
+def same_certificate(pem_a: str, pem_b: str) -> bool:
+    return ssl.PEM_cert_to_DER_cert(pem_a) == ssl.PEM_cert_to_DER_cert(pem_b)
+
+
+async def test_tls_and_redirect(certificate: tuple[str, str], tmp_path: Path) -> None:
     from tests.pg import free_port
 
-    key, cert = certificate
+    # the proxy's own copies, which a reload below replaces
+    key, cert = str(tmp_path / "key.pem"), str(tmp_path / "cert.pem")
+    shutil.copy(certificate[0], key)
+    shutil.copy(certificate[1], cert)
     backend = start_backend("hub")
     port, api_port, redirect_port = free_port(), free_port(), free_port()
     proc = await asyncio.create_subprocess_exec(
@@ -652,6 +711,8 @@ async def test_tls_and_redirect(certificate: tuple[str, str]) -> None:
         cert,
         "--redirect-port",
         str(redirect_port),
+        "--workers",
+        "2",
         env={**os.environ, "CONFIGPROXY_AUTH_TOKEN": TOKEN},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -673,6 +734,27 @@ async def test_tls_and_redirect(certificate: tuple[str, str]) -> None:
         )
         assert plain.startswith(b"HTTP/1.1 301")
         assert f"Location: https://example.org:{port}/hub/login?next=%2F".encode() in plain
+
+        # a renewed certificate: SIGHUP, and every process presents the new one
+        new_key, new_cert = make_certificate(tmp_path, "renewed")
+        shutil.copy(new_key, key)
+        shutil.copy(new_cert, cert)
+        renewed = read_text(new_cert)
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while True:
+            seen_pems = [await served_certificate(port) for _ in range(12)]
+            if all(same_certificate(p, renewed) for p in seen_pems):
+                break
+            assert time.monotonic() < deadline, "the new certificate was not served"
+            await asyncio.sleep(0.2)
+        r = await fetch(url, ca_certs=cert, request_timeout=5)
+        assert r.code == 200
+        # a broken pair on reload: the proxy keeps the good one and says why
+        write_text(key, "not a key")
+        proc.send_signal(signal.SIGHUP)
+        await asyncio.sleep(1.0)
+        assert same_certificate(await served_certificate(port), renewed)
     finally:
         proc.terminate()  # the proxy this test started
         _out, err = await asyncio.wait_for(proc.communicate(), 20)
@@ -680,6 +762,7 @@ async def test_tls_and_redirect(certificate: tuple[str, str]) -> None:
         await backend.server.close_all_connections()
     assert proc.returncode == 0
     assert b"Stopped" in err
+    assert b"Reload: cannot load the TLS key and certificate (kept the old)" in err
     assert b"Traceback" not in err
 
 

@@ -235,8 +235,8 @@ async def serve(
                 proxy.tls.load_cert_chain(args.ssl_cert, args.ssl_key)
             except (OSError, ssl.SSLError) as e:
                 log.error("Reload: cannot load the TLS key and certificate (kept the old): %s", e)
-            else:
-                log.info("Reload: TLS certificate loaded again")
+                return  # new workers would not start with them either
+            log.info("Reload: TLS certificate loaded again")
         if pool is not None:
             await pool.reload(args.drain_timeout)
 
@@ -274,6 +274,10 @@ async def serve(
             worker_argv(argv),
             args.workers - 1,
             list(proxy.listener.sockets),
+        )
+        proxy.server.metrics.gauges["processes"] = (
+            "Processes serving traffic (this one and its ready workers)",
+            pool.serving,
         )
         await pool.start()
     started.set()

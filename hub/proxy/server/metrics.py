@@ -105,7 +105,7 @@ class ProxyMetrics:
 
 
 # gauges every process reports the same value of (not summed across workers)
-SHARED_GAUGES = frozenset({"routes"})
+SHARED_GAUGES = frozenset({"routes", "processes"})
 
 
 class _Collector:

@@ -28,6 +28,7 @@ import signal
 import socket
 import sys
 import time
+from asyncio import FIRST_COMPLETED
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,7 +43,8 @@ log = logging.getLogger("atrium.proxy.workers")
 
 REPORT_INTERVAL = 1.0  # seconds between a worker's activity and metrics reports
 LINE_LIMIT = 256 * 1024 * 1024  # a snapshot of a large table is one line
-RESTART_DELAY = 0.5  # before starting a worker that exited again
+RESTART_DELAY = 0.5  # before starting a worker that exited again (doubling on failure)
+MAX_RESTART_DELAY = 30.0
 START_TIMEOUT = 30.0  # for a new worker to have its table and listen
 WORKER_FD_FLAG = "--worker-fd"
 LISTEN_FD_FLAG = "--listen-fd"
@@ -63,6 +65,10 @@ def _listening_like(sock: Any) -> socket.socket:
         raise
     new.set_inheritable(False)
     return new
+
+
+class WorkerStartFailed(Exception):
+    pass
 
 
 @dataclass
@@ -100,7 +106,21 @@ class WorkerPool:
         table.listeners.append(self._route_changed)
 
     async def start(self) -> None:
-        await asyncio.gather(*(self._start_worker(slot) for slot in range(self.count)))
+        """Start a worker in every slot; a slot whose worker fails keeps trying in the
+        background (the primary serves meanwhile)."""
+        results = await asyncio.gather(
+            *(self._start_worker(slot) for slot in range(self.count)), return_exceptions=True
+        )
+        for slot, result in enumerate(results):
+            if isinstance(result, WorkerStartFailed | OSError):
+                log.error("%s; trying again", result)
+                self._own(self._fill(slot))
+            elif isinstance(result, BaseException):
+                raise result
+
+    def serving(self) -> int:
+        """Processes serving traffic: this one and the workers that are ready."""
+        return 1 + sum(1 for w in self.workers.values() if w.ready.is_set() and not w.retired)
 
     def _route_changed(self, prefix: str, route: Route | None) -> None:
         line = feed.encode(feed.added(route) if route is not None else feed.deleted(prefix))
@@ -133,13 +153,16 @@ class WorkerPool:
         self.workers[number] = worker
         writer.write(feed.encode(feed.snapshot(self.table)))
         self._own(self._follow(worker, reader))
-        try:
-            await asyncio.wait_for(worker.ready.wait(), START_TIMEOUT)
-        except TimeoutError:
-            log.error("Proxy worker %d (pid %d) did not start in time", number, process.pid)
+        ready = asyncio.ensure_future(worker.ready.wait())
+        exited = asyncio.ensure_future(process.wait())
+        await asyncio.wait((ready, exited), timeout=START_TIMEOUT, return_when=FIRST_COMPLETED)
+        exited.cancel()
+        if not worker.ready.is_set():
+            ready.cancel()
             worker.retired = True
             self._signal(worker, signal.SIGKILL)
-            raise
+            why = "exited at start" if process.returncode is not None else "did not start in time"
+            raise WorkerStartFailed(f"proxy worker {number} (pid {process.pid}) {why}")
         log.info("Proxy worker %d (pid %d) is serving", number, process.pid)
         return worker
 
@@ -163,11 +186,19 @@ class WorkerPool:
         if self.stopping or worker.retired:
             return
         log.warning("Proxy worker %d exited (code %s); starting another", worker.number, code)
+        await self._fill(worker.slot)
+
+    async def _fill(self, slot: int) -> None:
+        """Start a worker in `slot`, trying again with growing pauses until one runs."""
+        delay = RESTART_DELAY
         while not self.stopping:
-            await asyncio.sleep(RESTART_DELAY)
-            with contextlib.suppress(TimeoutError, OSError):
-                await self._start_worker(worker.slot)
+            await asyncio.sleep(delay)
+            try:
+                await self._start_worker(slot)
                 return
+            except (WorkerStartFailed, OSError) as e:
+                delay = min(delay * 2, MAX_RESTART_DELAY)
+                log.error("%s; trying again in %g s", e, delay)
 
     def _report(self, worker: Worker, line: bytes) -> None:
         report = orjson.loads(line)
@@ -197,7 +228,11 @@ class WorkerPool:
     async def reload(self, grace: float) -> None:
         """Replace every worker, one at a time: the new one serves, then the old drains."""
         for worker in list(self.workers.values()):
-            await self._start_worker(worker.slot)
+            try:
+                await self._start_worker(worker.slot)
+            except (WorkerStartFailed, OSError) as e:
+                log.error("Reload stopped: %s (the running workers are kept)", e)
+                return
             await self._retire(worker, grace)
         log.info("Proxy workers reloaded")
 
