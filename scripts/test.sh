@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install what the tests need (PostgreSQL from Debian's packages when missing,
+# Install what the tests need (PostgreSQL and Chromium from Debian's packages when missing,
 # configurable-http-proxy from npm into .scratch/chp, JupyterHub 6 into
 # .scratch/jupyterhub-venv, the Python test tools into .venv) and run everything:
 # ruff, mypy, pytest.
@@ -27,6 +27,13 @@ have_postgres() {
 if ! have_postgres; then
     echo "Installing PostgreSQL..."
     apt_install postgresql
+fi
+
+# Chromium from Debian for the browser tests (Playwright drives it; it cannot
+# download browsers here)
+if [ ! -x /usr/bin/chromium ]; then
+    echo "Installing Chromium..."
+    apt_install chromium
 fi
 
 # configurable-http-proxy (npm) for the proxy client tests, in a scratch directory

@@ -18,6 +18,7 @@ import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
 from hub.proxy.supervisor import pid_alive
+from tests.browser import browser_page
 from tests.conftest import HubFactory, RunningHub
 from tests.pg import free_port
 from tests.spawner import started_pids
@@ -75,6 +76,18 @@ async def test_a_server_that_stopped_answering(hub_factory: HubFactory, tmp_path
     assert 'action="/hub/spawn/ann/gpu"' in text
     assert 'value="/user/ann/gpu/lab?x=&lt;b&gt;"' in text  # the page to return to, escaped
     assert "<b>" not in text
+
+    # what a person sees: the page in a real browser, with its button
+    async with browser_page() as page:
+        response = await page.goto(f"{public}/user/ann/gpu/lab")
+        assert response.status == 503
+        await page.screenshot(path=str(tmp_path / "server-not-running.png"))
+        assert await page.locator("h1").inner_text() == "Your server is not running"
+        button = page.get_by_role("button", name="Start my server")
+        assert await button.is_visible()
+        form_action = await page.locator("form").get_attribute("action")
+        assert form_action == "/hub/spawn/ann/gpu"
+        assert await page.get_by_role("link", name="Go to the hub").get_attribute("href") == "/hub/"
 
     api = await fetch(f"{public}/user/ann/gpu/api/status")
     assert api.code == 503

@@ -1,0 +1,46 @@
+"""A real browser for the tests: Playwright driving Debian's Chromium.
+
+`playwright install` cannot download browsers here, so the tests launch
+/usr/bin/chromium (installed by scripts/test.sh) with the flags below. A
+missing browser or Playwright fails the test in CI and skips it elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from tests.conftest import missing_part
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@asynccontextmanager
+async def browser_page() -> AsyncIterator[Any]:
+    """A fresh page in a fresh Chromium; closed afterwards."""
+    try:
+        from playwright.async_api import async_playwright
+    except ImportError:
+        missing_part("Playwright (pip install -e '.[test]')")
+    if not os.access(CHROMIUM, os.X_OK):
+        missing_part("Chromium at /usr/bin/chromium (apt-get install chromium)")
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            context = await browser.new_context(viewport={"width": 1100, "height": 750})
+            yield await context.new_page()
+        finally:
+            await browser.close()
