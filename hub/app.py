@@ -80,6 +80,8 @@ class AtriumApp(HubCommand):
             ctx=ctx,
             orchestrator=orchestrator,
             max_body_size=s.max_body_size,
+            cookie_max_age_days=s.cookie_max_age_days,
+            frame_ancestors=s.csp_frame_ancestors,
             allow_password_token_requests=s.allow_password_token_requests,
             requester_cache=RequesterCache(ttl=s.auth_cache_ttl),
             spawner_class=s.spawner_class,

@@ -136,6 +136,15 @@ class Hub(Configurable):
         help="File holding the cookie-signing secret (hex), created with mode 0600 on first "
         "start. ATRIUM_COOKIE_SECRET overrides it.",
     ).tag(config=True)
+    cookie_max_age_days = Float(
+        14.0,
+        help="Days a login lasts in the browser (the signed hub cookie).",
+    ).tag(config=True)
+    csp_frame_ancestors = Unicode(
+        "'self'",
+        help="Who may frame the hub's pages: the Content-Security-Policy frame-ancestors "
+        "sources, e.g. \"'self' https://lms.example.edu\".",
+    ).tag(config=True)
     proxy_auth_token_file = Unicode(
         "atrium_proxy_token",
         help="File holding the token the hub and proxy share, created with mode 0600 on first "
@@ -262,6 +271,16 @@ class Hub(Configurable):
             raise TraitError(f"{proposal['trait'].name} must be at least 1, not {value}")
         return value
 
+    @validate("csp_frame_ancestors")
+    def _frame_ancestors(self, proposal: Any) -> str:
+        value = str(proposal["value"]).strip()
+        if not value or any(c in value for c in ';,\r\n"') or not value.isprintable():
+            raise TraitError(
+                "csp_frame_ancestors must be space-separated CSP sources such as "
+                f"\"'self' https://lms.example.edu\", not {value!r}"
+            )
+        return value
+
     @validate("proxy_workers")
     def _workers(self, proposal: Any) -> int:
         value = int(proposal["value"])
@@ -284,6 +303,7 @@ class Hub(Configurable):
         "slow_spawn_timeout",
         "slow_stop_timeout",
         "proxy_check_interval",
+        "cookie_max_age_days",
         "proxy_start_timeout",
         "proxy_api_timeout",
     )

@@ -29,3 +29,6 @@ class HubState:
     spawner_class: str = ""
     # the proxy's routes and process; None when c.Hub.proxy is 'none'
     proxy: ProxyLink | None = None
+    # pages: how long a login lasts, who may frame them
+    cookie_max_age_days: float = 14.0
+    frame_ancestors: str = "'self'"

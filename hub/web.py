@@ -11,7 +11,7 @@ from tornado.netutil import bind_sockets
 
 from hub import api
 from hub.api.base import API404
-from hub.pages import error
+from hub.pages import error, login, spawn
 from hub.state import HubState
 
 
@@ -21,15 +21,18 @@ class NotFoundHandler(API404):
 
 def make_app(state: HubState, base_url: str, cookie_secret: bytes) -> web.Application:
     prefix = re.escape(base_url + "hub")
+    pages = [*error.routes, *login.routes, *spawn.routes]
     handlers: list[Any] = [
-        (prefix + pattern, handler) for pattern, handler in [*api.all_routes(), *error.routes]
+        (prefix + pattern, handler) for pattern, handler in [*api.all_routes(), *pages]
     ]
     return web.Application(
         handlers,
         default_handler_class=NotFoundHandler,
         atrium=state,
         cookie_secret=cookie_secret,
-        xsrf_cookies=False,
+        # pages' forms carry the token; the API checks it for cookie-authenticated writes
+        xsrf_cookies=True,
+        xsrf_cookie_kwargs={"path": base_url + "hub/", "httponly": True, "samesite": "Lax"},
         log_function=lambda handler: None,  # handlers log their own request line
         compress_response=False,
         serve_traceback=False,

@@ -71,7 +71,7 @@ async def test_a_server_that_stopped_answering(hub_factory: HubFactory, tmp_path
     assert page.headers["Content-Type"].startswith("text/html")
     text = page.body.decode()
     assert "Your server is not running" in text
-    assert "ann's server gpu" in text
+    assert "ann&#39;s server gpu" in text
     assert "<code>/user/ann/gpu/</code>" in text
     assert 'action="/hub/spawn/ann/gpu"' in text
     assert 'value="/user/ann/gpu/lab?x=&lt;b&gt;"' in text  # the page to return to, escaped

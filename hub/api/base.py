@@ -23,7 +23,7 @@ from hub.db.engine import Database
 from hub.errors import AtriumError, BadRequest, Forbidden, PayloadTooLarge, Unauthorized
 from hub.log import bounded, redact
 from hub.ops.context import HubContext
-from hub.ops.identity import resolve_token
+from hub.ops.identity import resolve_cookie, resolve_token
 from hub.rbac import scopes
 from hub.rbac.access import Requester
 from hub.state import HubState
@@ -149,6 +149,21 @@ class APIHandler(web.RequestHandler):
                 self.requester = await self.db.run(resolve_token, self.ctx.roles, token)
                 if self.requester is not None:
                     cache.put(token, self.requester, self.requester.token_expires_at)
+        elif not self.request.headers.get("Authorization"):
+            await self._cookie_login()
+
+    async def _cookie_login(self) -> None:
+        """A browser's own requests (the hub's pages) carry the login cookie instead of a
+        token; a write with it must also carry the XSRF token, as forms do."""
+        from hub.pages.base import login_cookie_id
+
+        cookie_id = login_cookie_id(self, self.hub.cookie_max_age_days)
+        if not cookie_id:
+            return
+        requester = await self.db.run(resolve_cookie, self.ctx.roles, cookie_id)
+        if requester is not None and self.request.method not in ("GET", "HEAD", "OPTIONS"):
+            web.RequestHandler.check_xsrf_cookie(self)  # raises 403 without a valid token
+        self.requester = requester
 
     def token_from_request(self) -> str | None:
         header = self.request.headers.get("Authorization", "")

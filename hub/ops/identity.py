@@ -148,3 +148,15 @@ def resolve_token(
             return None
         return service_requester(session, ctx_roles, service, row)
     return None
+
+
+def resolve_cookie(
+    session: Session, ctx_roles: rbac_roles.RoleTable, cookie_id: str
+) -> Requester | None:
+    """The user a login cookie speaks for (with all their permissions), or None."""
+    row = session.execute(
+        select(User.id, User.name, User.admin).where(User.cookie_id == cookie_id, ~User.blocked)
+    ).first()
+    if row is None:
+        return None
+    return user_requester(session, ctx_roles, row.id, row.name, row.admin)

@@ -9,47 +9,16 @@ Every piece of the URL that reaches the page is escaped.
 
 from __future__ import annotations
 
-import html
-from typing import Any
 from urllib.parse import quote, unquote
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from tornado import web
 
 from hub.db.models import Server, User
 from hub.log import bounded
-from hub.state import HubState
+from hub.pages.base import PageHandler
 
 MAX_URL = 2000
-
-PAGE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title} - Atrium</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 0; background: #f6f7f9; color: #1d2330; }}
-main {{ max-width: 34rem; margin: 12vh auto; background: #fff; padding: 2rem 2.5rem;
-        border-radius: 10px; box-shadow: 0 1px 4px rgba(0,0,0,.12); }}
-h1 {{ font-size: 1.4rem; margin-top: 0; }}
-code {{ background: #eef0f4; padding: .1rem .3rem; border-radius: 4px; word-break: break-all; }}
-.actions {{ display: flex; gap: 1rem; align-items: center; margin-top: 1.5rem; }}
-button {{ font: inherit; padding: .55rem 1.2rem; border: 0; border-radius: 6px;
-          background: #2f5fd0; color: #fff; cursor: pointer; }}
-.status {{ color: #6b7280; font-size: .9rem; }}
-</style>
-</head>
-<body>
-<main>
-<p class="status">{code} {reason}</p>
-<h1>{title}</h1>
-{body}
-</main>
-</body>
-</html>
-"""
 
 
 def _server_of(session: Session, name: str, rest: str) -> tuple[str, str]:
@@ -69,21 +38,7 @@ def _server_of(session: Session, name: str, rest: str) -> tuple[str, str]:
     return name, ""
 
 
-class ProxyErrorPage(web.RequestHandler):
-    @property
-    def hub(self) -> HubState:
-        return self.settings["atrium"]  # type: ignore[no-any-return]
-
-    def set_default_headers(self) -> None:
-        self.set_header("Content-Type", "text/html; charset=UTF-8")
-        self.set_header("X-Content-Type-Options", "nosniff")
-        self.set_header("Cache-Control", "no-store")
-        self.set_header(
-            "Content-Security-Policy",
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
-            "frame-ancestors 'self'",
-        )
-
+class ProxyErrorPage(PageHandler):
     async def get(self, code_text: str) -> None:
         code = int(code_text)
         if not 400 <= code <= 599:
@@ -92,64 +47,52 @@ class ProxyErrorPage(web.RequestHandler):
         else:
             url = self.get_query_argument("url", "")[:MAX_URL]
         self.set_status(code)
-        ctx = self.hub.ctx
+        ctx = self.ctx
         user_prefix = f"{ctx.base_url}user/"
-        server = None
-        if url.startswith(user_prefix):
+        values: dict[str, object] = {
+            "code": code,
+            "reason": self._reason,
+            "start_url": None,
+            "next": "",
+            "title": "This page is not available",
+            "heading": "This page is not available",
+        }
+        if url.startswith(user_prefix) and code in (502, 503, 504):
             name_part, _, rest = url[len(user_prefix) :].partition("/")
             if name_part:
-                server = await self.hub.db.run(_server_of, unquote(name_part), rest)
-        reason = self._reason
-        if server is not None and code in (502, 503, 504):
-            self.finish(self._not_running(code, reason, url, *server))
-            return
-        shown = html.escape(bounded(url, 300)) if url else "this address"
-        body = (
-            f"<p>The page at <code>{shown}</code> could not be reached through the proxy.</p>"
-            if url
-            else "<p>Something went wrong between the proxy and the page you asked for.</p>"
-        )
-        body += self._actions(None)
-        self.finish(
-            PAGE.format(title="This page is not available", code=code, reason=reason, body=body)
-        )
-
-    def _not_running(self, code: int, reason: str, url: str, user: str, server: str) -> str:
-        ctx = self.hub.ctx
-        server_url = ctx.user_url(user, server)
-        what = f"{html.escape(user)}'s server" + (f" {html.escape(server)!s}" if server else "")
-        body = (
-            f"<p>{what} at <code>{html.escape(server_url)}</code> is not running: it was "
-            "stopped, or it stopped answering.</p>"
-        )
-        spawn = f"{ctx.base_url}hub/spawn/{quote(user, safe='@')}"
-        if server:
-            spawn += f"/{quote(server, safe='')}"
-        body += self._actions((spawn, url or server_url))
-        return PAGE.format(title="Your server is not running", code=code, reason=reason, body=body)
-
-    def _actions(self, start: tuple[str, str] | None) -> str:
-        home = html.escape(f"{self.hub.ctx.base_url}hub/")
-        parts = ['<div class="actions">']
-        if start is not None:
-            action, next_url = start
-            parts.append(
-                f'<form method="get" action="{html.escape(action)}">'
-                f'<input type="hidden" name="next" value="{html.escape(next_url)}">'
-                '<button type="submit">Start my server</button></form>'
+                user, server = await self.db.run(_server_of, unquote(name_part), rest)
+                start = f"{ctx.base_url}hub/spawn/{quote(user, safe='@')}"
+                if server:
+                    start += f"/{quote(server, safe='')}"
+                owner = f"{user}'s server" + (f" {server}" if server else "")
+                self.page(
+                    "error.html",
+                    code,
+                    **{
+                        **values,
+                        "title": "Your server is not running",
+                        "heading": "Your server is not running",
+                        "lead": f"{owner} at",
+                        "shown": ctx.user_url(user, server),
+                        "tail": "is not running: it was stopped, or it stopped answering.",
+                        "start_url": start,
+                        "next": url,
+                    },
+                )
+                return
+        if url:
+            values.update(
+                lead="The page at",
+                shown=bounded(url, 300),
+                tail="could not be reached through the proxy.",
             )
-        parts.append(f'<a href="{home}">Go to the hub</a></div>')
-        return "".join(parts)
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        self.finish(
-            PAGE.format(
-                title="Something went wrong",
-                code=status_code,
-                reason=self._reason,
-                body=f'<p><a href="{html.escape(self.hub.ctx.base_url)}hub/">Go to the hub</a></p>',
+        else:
+            values.update(
+                lead="Something went wrong between the proxy and the page you asked for.",
+                shown="",
+                tail="",
             )
-        )
+        self.page("error.html", code, **values)
 
 
 routes = [(r"/error/(\d{1,3})", ProxyErrorPage)]

@@ -1,0 +1,162 @@
+"""What every page has: templates, the login cookie, safe redirects, security headers.
+
+Pages are rendered on the server from `hub/templates` (Jinja2, autoescaped).
+A person is identified by the signed login cookie (`LOGIN_COOKIE`, holding the
+user's `cookie_id`; rotating that id logs them out everywhere), scoped to the
+hub's path, httponly, SameSite=Lax, and secure over https. Every form that
+changes something carries tornado's XSRF token.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from tornado import web
+
+from hub.db.engine import Database
+from hub.errors import AtriumError
+from hub.log import bounded
+from hub.ops.context import HubContext
+from hub.ops.identity import resolve_cookie
+from hub.rbac.access import Requester
+from hub.state import HubState
+
+log = logging.getLogger("hub.pages")
+
+LOGIN_COOKIE = "atrium-hub-login"
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+_env = Environment(
+    loader=FileSystemLoader(str(TEMPLATES)),
+    autoescape=select_autoescape(["html"]),
+    enable_async=False,
+)
+# control characters, backslashes and whitespace have no place in a redirect target
+_UNSAFE = re.compile(r"[\x00-\x20\x7f\\]")
+
+
+def safe_next(target: str | None, base_url: str, default: str) -> str:
+    """`target` if it is a path on this site under `base_url`, else `default`.
+
+    Refuses what browsers would take off-site: `//evil`, `///evil`, `/\\evil`,
+    `https:///evil`, `javascript:...`, and anything with control characters.
+    """
+    if not target or _UNSAFE.search(target):
+        return default
+    if not target.startswith("/") or target.startswith("//"):
+        return default
+    if not target.startswith(base_url):
+        return default
+    return target
+
+
+def login_cookie_id(handler: web.RequestHandler, max_age_days: float) -> str | None:
+    value = handler.get_signed_cookie(LOGIN_COOKIE, max_age_days=max_age_days)
+    return value.decode() if value else None
+
+
+class PageHandler(web.RequestHandler):
+    requester: Requester | None = None
+
+    @property
+    def hub(self) -> HubState:
+        return self.settings["atrium"]  # type: ignore[no-any-return]
+
+    @property
+    def ctx(self) -> HubContext:
+        return self.hub.ctx
+
+    @property
+    def db(self) -> Database:
+        return self.hub.db
+
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Type", "text/html; charset=UTF-8")
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("Referrer-Policy", "same-origin")
+        self.set_header(
+            "Content-Security-Policy",
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+            f"form-action 'self'; frame-ancestors {self.hub.frame_ancestors}",
+        )
+
+    async def prepare(self) -> None:
+        cookie_id = login_cookie_id(self, self.hub.cookie_max_age_days)
+        if cookie_id:
+            self.requester = await self.db.run(resolve_cookie, self.ctx.roles, cookie_id)
+
+    # --- helpers -------------------------------------------------------------------
+
+    def login_url(self, next_url: str) -> str:
+        return f"{self.ctx.base_url}hub/login?next={quote(next_url, safe='/')}"
+
+    def require_login(self) -> Requester:
+        if self.requester is None:
+            self.redirect(self.login_url(self.request.uri or f"{self.ctx.base_url}hub/"))
+            raise web.Finish()
+        return self.requester
+
+    def set_login_cookie(self, cookie_id: str) -> None:
+        self.set_signed_cookie(
+            LOGIN_COOKIE,
+            cookie_id,
+            expires_days=self.hub.cookie_max_age_days,
+            path=f"{self.ctx.base_url}hub/",
+            httponly=True,
+            secure=self.request.protocol == "https",
+            samesite="Lax",
+        )
+
+    def clear_login_cookie(self) -> None:
+        self.clear_cookie(LOGIN_COOKIE, path=f"{self.ctx.base_url}hub/")
+
+    def page(self, template: str, status: int = 200, **values: Any) -> None:
+        self.set_status(status)
+        self.finish(
+            _env.get_template(template).render(
+                base_url=self.ctx.base_url,
+                user=self.requester.name if self.requester is not None else None,
+                xsrf=self.xsrf_token.decode(),
+                **values,
+            )
+        )
+
+    def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, AtriumError):
+            status_code = exc.status
+        super().send_error(status_code, **kwargs)
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, AtriumError) and value.status < 500:
+            log.info(
+                "%s %s -> %s: %s",
+                self.request.method,
+                bounded(self.request.path, 200),
+                value.status,
+                value.log_message,
+            )
+        else:
+            super().log_exception(typ, value, tb)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        message = exc.message if isinstance(exc, AtriumError) else self._reason
+        self.page(
+            "error.html",
+            status_code,
+            title=self._reason,
+            code=status_code,
+            reason=self._reason,
+            heading="Something went wrong",
+            lead=message if status_code < 500 else "The hub could not do that just now.",
+            shown="",
+            tail="",
+            start_url=None,
+            next="",
+        )

@@ -1,0 +1,91 @@
+"""`/hub/login` and `/hub/logout`: native accounts (the hub's own passwords).
+
+A successful login sets the login cookie and goes to `next` when it is a path
+on this site, else to the user's own server page. A failed one shows the same
+message whether the account is unknown or the password wrong (and takes the
+same time: see `hub.ops.passwords`). Logging out clears the cookie.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hub.db.models import User
+from hub.errors import BadRequest
+from hub.names import normalize_username
+from hub.ops.passwords import check_password
+from hub.pages.base import PageHandler, log, safe_next
+
+MAX_FIELD = 1024
+
+
+def _cookie_id(session: Session, name: str) -> str | None:
+    return session.scalar(select(User.cookie_id).where(User.name == name, ~User.blocked))
+
+
+class LoginHandler(PageHandler):
+    def _default_next(self, name: str) -> str:
+        return f"{self.ctx.base_url}hub/spawn/{quote(name, safe='@')}"
+
+    def _next(self) -> str:
+        return self.get_query_argument("next", "")[:2000]
+
+    async def get(self) -> None:
+        if self.requester is not None:
+            self.redirect(
+                safe_next(self._next(), self.ctx.base_url, self._default_next(self.requester.name))
+            )
+            return
+        self.page("login.html", title="Log in", next=self._next(), username="", error="")
+
+    async def post(self) -> None:
+        raw_name = self.get_body_argument("username", "")[:MAX_FIELD]
+        password = self.get_body_argument("password", "")[:MAX_FIELD]
+        try:
+            name = normalize_username(raw_name)
+        except BadRequest:
+            name = ""
+        if name and password and await check_password(self.db, name, password):
+            cookie_id = await self.db.run(_cookie_id, name)
+            if cookie_id is not None:
+                self.set_login_cookie(cookie_id)
+                log.info("%s logged in", name)
+                self.redirect(safe_next(self._next(), self.ctx.base_url, self._default_next(name)))
+                return
+        log.info("Failed login for %r", raw_name[:60])
+        self.page(
+            "login.html",
+            403,
+            title="Log in",
+            next=self._next(),
+            username=raw_name[:200],
+            error="The username or password is not right.",
+        )
+
+
+class LogoutHandler(PageHandler):
+    async def post(self) -> None:
+        self.clear_login_cookie()
+        if self.requester is not None:
+            log.info("%s logged out", self.requester.name)
+        self.redirect(f"{self.ctx.base_url}hub/login")
+
+    async def get(self) -> None:
+        # a link or bookmark to /hub/logout logs out too (JupyterHub's habit)
+        await self.post()
+
+
+class HubRootHandler(PageHandler):
+    """`/hub/`: your own server page when logged in, else the login page."""
+
+    async def get(self) -> None:
+        if self.requester is None:
+            self.redirect(f"{self.ctx.base_url}hub/login")
+        else:
+            self.redirect(f"{self.ctx.base_url}hub/spawn/{quote(self.requester.name, safe='@')}")
+
+
+routes = [(r"/?", HubRootHandler), (r"/login", LoginHandler), (r"/logout", LogoutHandler)]

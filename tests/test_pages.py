@@ -1,0 +1,262 @@
+"""Login, logout, the spawn page and cookie-authenticated API calls.
+
+Over HTTP with a small cookie jar, and the whole path in Chromium: a stopped
+server's error page -> "Start my server" -> log in -> start -> the browser
+lands on the user's running server, through the real proxy.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+from http.cookies import SimpleCookie
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+import pytest
+from tornado.httpclient import AsyncHTTPClient, HTTPResponse
+
+from hub.pages.base import LOGIN_COOKIE, safe_next
+from tests.browser import browser_page
+from tests.conftest import HubFactory, RunningHub
+from tests.pg import free_port
+
+PASSWORD = "correct horse battery staple"
+SPAWNER = "tests.spawner.ProcessSpawner"
+
+
+@pytest.fixture
+def db_url(tmp_path: Path, sqlite_template: Path) -> str:
+    target = tmp_path / "atrium.sqlite"
+    shutil.copy(sqlite_template, target)
+    return f"sqlite:///{target}"
+
+
+class Browser:
+    """Cookies kept across requests, as a browser does (no redirects followed)."""
+
+    def __init__(self, hub: RunningHub) -> None:
+        self.root = hub.url[: -len("hub/")]
+        self.cookies: dict[str, str] = {}
+
+    async def request(
+        self, method: str, path: str, form: dict[str, str] | None = None, **kw: Any
+    ) -> HTTPResponse:
+        headers = dict(kw.pop("headers", {}))
+        if self.cookies:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        body = urlencode(form).encode() if form is not None else kw.pop("body", None)
+        if body is None and method == "POST":
+            body = b""
+        r = await AsyncHTTPClient().fetch(
+            self.root + path.lstrip("/"),
+            method=method,
+            body=body,
+            headers=headers,
+            follow_redirects=False,
+            raise_error=False,
+            **kw,
+        )
+        for header in r.headers.get_list("Set-Cookie"):
+            jar: SimpleCookie = SimpleCookie()
+            jar.load(header)
+            for name, morsel in jar.items():
+                if (morsel["expires"] and "1970" in morsel["expires"]) or not morsel.value:
+                    self.cookies.pop(name, None)
+                else:
+                    self.cookies[name] = morsel.value
+        return r
+
+    async def xsrf(self) -> str:
+        """The XSRF token: set as a cookie by any page, and valid as the form field."""
+        if "_xsrf" not in self.cookies:
+            page = (await self.request("GET", "/hub/login")).body.decode()
+            assert re.search(r'name="_xsrf" value="[^"]+"', page)
+        return self.cookies["_xsrf"]
+
+    async def login(self, name: str, password: str = PASSWORD, next_url: str = "") -> HTTPResponse:
+        token = await self.xsrf()
+        query = f"?next={next_url}" if next_url else ""
+        return await self.request(
+            "POST",
+            f"/hub/login{query}",
+            {"username": name, "password": password, "_xsrf": token},
+        )
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "//evil.example/x",
+        "///evil.example/x",
+        "/\\evil.example",
+        "\\\\evil.example",
+        "https:///evil.example",
+        "https://evil.example/",
+        "javascript:alert(1)",
+        "/user/ann/\r\nSet-Cookie: x=1",
+        "/hub/ x",
+        "",
+    ],
+)
+def test_unsafe_next_targets_are_refused(target: str) -> None:
+    assert safe_next(target, "/", "/hub/spawn/ann") == "/hub/spawn/ann"
+
+
+def test_safe_next_targets_are_kept() -> None:
+    assert safe_next("/user/ann/lab?x=1", "/", "/d") == "/user/ann/lab?x=1"
+    assert safe_next("/jupyter/user/ann/", "/jupyter/", "/d") == "/jupyter/user/ann/"
+    assert safe_next("/user/ann/", "/jupyter/", "/d") == "/d"  # off the hub's base URL
+
+
+async def test_login_logout_and_the_cookie(hub_factory: HubFactory) -> None:
+    hub = await hub_factory()
+    await hub.add_user("ann", password=PASSWORD)
+    browser = Browser(hub)
+    r = await browser.request("GET", "/hub/")
+    assert r.headers["Location"] == "/hub/login"
+    page = await browser.request("GET", "/hub/login?next=/user/ann/lab")
+    assert page.code == 200
+    assert 'name="username"' in page.body.decode()
+    # a post without the XSRF token is refused before the password is looked at
+    r = await browser.request("POST", "/hub/login", {"username": "ann", "password": PASSWORD})
+    assert r.code == 403
+    assert LOGIN_COOKIE not in browser.cookies
+    # wrong password and unknown user: the same answer
+    for name, password in (("ann", "wrong"), ("nobody", PASSWORD), ("<script>", "x")):
+        r = await browser.login(name, password)
+        assert r.code == 403
+        text = r.body.decode()
+        assert "The username or password is not right." in text
+        assert "<script>" not in text
+        assert LOGIN_COOKIE not in browser.cookies
+    # right: the cookie, and on to `next` (when it is safe) or the spawn page
+    r = await browser.login("Ann", next_url="/user/ann/lab")
+    assert r.code == 302
+    assert r.headers["Location"] == "/user/ann/lab"
+    cookie = next(h for h in r.headers.get_list("Set-Cookie") if h.startswith(LOGIN_COOKIE))
+    assert "HttpOnly" in cookie
+    assert "SameSite=Lax" in cookie
+    assert "Path=/hub/" in cookie
+    r = await browser.login("ann", next_url="//evil.example/")
+    assert r.headers["Location"] == "/hub/spawn/ann"
+    assert (await browser.request("GET", "/hub/")).headers["Location"] == "/hub/spawn/ann"
+    # the cookie is a login for the API too: reads freely, writes only with XSRF
+    who = await browser.request("GET", "/hub/api/user")
+    assert who.code == 200
+    assert orjson.loads(who.body)["name"] == "ann"
+    r = await browser.request("POST", "/hub/api/users/ann/tokens", body=b"{}")
+    assert r.code == 403
+    r = await browser.request(
+        "POST",
+        "/hub/api/users/ann/tokens",
+        body=b"{}",
+        headers={"X-XSRFToken": browser.cookies["_xsrf"]},
+    )
+    assert r.code == 201
+    # logout
+    r = await browser.request("POST", "/hub/logout", {"_xsrf": await browser.xsrf()})
+    assert r.code == 302
+    assert LOGIN_COOKIE not in browser.cookies
+    assert (await browser.request("GET", "/hub/api/user")).code == 403
+
+
+async def test_a_blocked_user_is_logged_out(hub_factory: HubFactory) -> None:
+    hub = await hub_factory()
+    await hub.add_user("ann", password=PASSWORD)
+    browser = Browser(hub)
+    assert (await browser.login("ann")).code == 302
+    from sqlalchemy import update
+
+    from hub.db.models import User
+
+    def block(session: Any) -> None:
+        session.execute(update(User).where(User.name == "ann").values(blocked=True))
+
+    await hub.db.run(block)
+    assert (await browser.request("GET", "/hub/api/user")).code == 403
+    r = await browser.request("GET", "/hub/spawn/ann")
+    assert r.code == 302
+    assert r.headers["Location"].startswith("/hub/login?next=")
+
+
+async def test_spawn_page(hub_factory: HubFactory) -> None:
+    hub = await hub_factory(spawner_class=SPAWNER)
+    await hub.add_user("ann", password=PASSWORD)
+    await hub.add_user("bo", password=PASSWORD)
+    browser = Browser(hub)
+    r = await browser.request("GET", "/hub/spawn/ann")
+    assert r.code == 302  # not logged in: to the login page, and back here after
+    assert r.headers["Location"] == "/hub/login?next=/hub/spawn/ann"
+    await browser.login("ann")
+    page = await browser.request("GET", "/hub/spawn/ann")
+    assert page.code == 200
+    assert "Start your server" in page.body.decode()
+    # someone else's server: nothing to see
+    assert (await browser.request("GET", "/hub/spawn/bo")).code == 404
+    r = await browser.request("POST", "/hub/spawn/bo", {"_xsrf": await browser.xsrf()})
+    assert r.code == 404
+    # start without the XSRF token: refused, nothing started
+    r = await browser.request("POST", "/hub/spawn/ann", {})
+    assert r.code == 403
+    model = (await hub.api("GET", "/users/ann")).json()
+    assert model["servers"] == {}
+    # start: on to the server once it is ready
+    r = await browser.request(
+        "POST", "/hub/spawn/ann", {"_xsrf": await browser.xsrf(), "next": "/user/ann/tree"}
+    )
+    assert r.code == 302
+    assert r.headers["Location"] == "/user/ann/tree"
+    assert (await hub.api("GET", "/users/ann")).json()["servers"][""]["ready"] is True
+    page = await browser.request("GET", "/hub/spawn/ann")
+    assert "Your server is running" in page.body.decode()
+    assert 'href="/user/ann/"' in page.body.decode()
+
+
+async def test_from_a_stopped_server_to_a_running_one_in_a_browser(
+    hub_factory: HubFactory, tmp_path: Path
+) -> None:
+    hub = await hub_factory(
+        proxy="atrium",
+        proxy_cmd=[sys.executable, "-m", "hub.app", "proxy", "--log-level=error"],
+        port=free_port(),
+        proxy_api_url=f"http://127.0.0.1:{free_port()}",
+        proxy_pid_file=str(tmp_path / "proxy.pid"),
+        proxy_stop_on_exit=True,
+        spawner_class=SPAWNER,
+    )
+    public = f"http://127.0.0.1:{hub.app.settings.port}"
+    await hub.add_user("ann", password=PASSWORD)
+    assert (await hub.api("POST", "/users/ann/server")).status == 201
+    assert (await hub.api("DELETE", "/users/ann/server")).status == 204
+    # a route left behind by a server that died (the proxy still has it)
+    assert hub.state.proxy is not None
+    assert hub.state.proxy.client is not None
+    await hub.state.proxy.client.add_route("/user/ann", f"http://127.0.0.1:{free_port()}")
+
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    async with browser_page() as page:
+        response = await page.goto(f"{public}/user/ann/")
+        assert response.status == 503
+        await page.screenshot(path=str(shots / "1-not-running.png"))
+        await page.get_by_role("button", name="Start my server").click()
+        await page.wait_for_url(re.compile(r".*/hub/login\?next=.*"))
+        await page.screenshot(path=str(shots / "2-login.png"))
+        await page.get_by_label("Username").fill("ann")
+        await page.get_by_label("Password").fill(PASSWORD)
+        await page.get_by_role("button", name="Log in").click()
+        await page.wait_for_url(re.compile(r".*/hub/spawn/ann\?next=.*"))
+        await page.screenshot(path=str(shots / "3-spawn.png"))
+        assert await page.locator("h1").inner_text() == "Start your server"
+        await hub.state.proxy.client.delete_route("/user/ann")  # the hub adds it again
+        await page.get_by_role("button", name="Start my server").click()
+        await page.wait_for_url(f"{public}/user/ann/")
+        await page.screenshot(path=str(shots / "4-running.png"))
+        # ann's own server answered (the test spawner runs Python's http.server)
+        landed = await page.request.get(f"{public}/user/ann/")
+        assert landed.headers["server"].startswith("SimpleHTTP")
+    assert (await hub.api("GET", "/users/ann")).json()["servers"][""]["ready"] is True
