@@ -91,6 +91,7 @@ class HubCommand(Application):
             raise ConfigError(f"unexpected argument: {self.extra_args[0]!r} (see --help)")
         check_known_settings(self.config, [type(self), *self.classes])
         self.settings = Hub(config=self.config)
+        self.settings.check_combinations()
         if os.environ.get(DB_URL_ENV):
             self.settings.db_url = os.environ[DB_URL_ENV]
         self._log_format = self.settings.log_format

@@ -21,6 +21,7 @@ from traitlets import (
 )
 from traitlets.config import Configurable
 
+from hub.errors import ConfigError
 from hub.ops.context import HubContext
 from hub.rbac.roles import RoleTable
 
@@ -270,6 +271,15 @@ class Hub(Configurable):
         if value < 1:
             raise TraitError(f"{proposal['trait'].name} must be at least 1, not {value}")
         return value
+
+    def check_combinations(self) -> None:
+        """Settings that are valid alone but not together (raised before anything is made)."""
+        if self.proxy != "none" and not self.proxy_api_url and self.proxy_should_start:
+            raise ConfigError(
+                "c.Hub.proxy_api_url is empty, so the hub cannot drive a proxy it starts; "
+                "set it, or c.Hub.proxy_should_start = False for proxies that follow "
+                "/hub/api/proxy/watch (atrium proxy --routes-from)"
+            )
 
     @validate("csp_frame_ancestors")
     def _frame_ancestors(self, proposal: Any) -> str:

@@ -33,6 +33,7 @@ def print_welcome(url: str, admin: InitialAdmin) -> None:
         lines.append("  Password:    the one you configured")
     api = url + "api"
     lines += [
+        f"  Log in:      {url}login",
         "  Get an API token:",
         f'    curl -X POST -d \'{{"auth": {{"username": "{admin.name}", '
         f'"password": "PASSWORD"}}}}\' {api}/users/{admin.name}/tokens',

@@ -260,3 +260,44 @@ async def test_from_a_stopped_server_to_a_running_one_in_a_browser(
         landed = await page.request.get(f"{public}/user/ann/")
         assert landed.headers["server"].startswith("SimpleHTTP")
     assert (await hub.api("GET", "/users/ann")).json()["servers"][""]["ready"] is True
+
+
+async def test_spawn_page_for_a_slow_start(hub_factory: HubFactory) -> None:
+    hub = await hub_factory(
+        spawner_class=SPAWNER,
+        slow_spawn_timeout=0.2,
+        config="c.ProcessSpawner.start_delay = 1.5\n",
+    )
+    await hub.add_user("ann", password=PASSWORD)
+    browser = Browser(hub)
+    await browser.login("ann")
+    r = await browser.request("POST", "/hub/spawn/ann", {"_xsrf": await browser.xsrf()})
+    assert r.code == 202  # still starting: the page says so
+    text = r.body.decode()
+    assert "Please wait" in text
+    assert "Starting: this page shows the server once it is ready" in text
+    assert "Start my server" not in text  # no second start while one runs
+
+    async def running() -> bool:
+        page = await browser.request("GET", "/hub/spawn/ann")
+        return "Your server is running" in page.body.decode()
+
+    from tests.test_proxy_scaleout import eventually
+
+    await eventually(running)
+
+
+async def test_spawn_page_when_the_start_fails(hub_factory: HubFactory) -> None:
+    hub = await hub_factory(spawner_class=SPAWNER, config="c.ProcessSpawner.failure = 'exit'\n")
+    await hub.add_user("ann", password=PASSWORD)
+    browser = Browser(hub)
+    await browser.login("ann")
+    r = await browser.request("POST", "/hub/spawn/ann", {"_xsrf": await browser.xsrf()})
+    assert r.code >= 500
+    text = r.body.decode()
+    assert r.headers["Content-Type"].startswith("text/html")
+    assert "Something went wrong" in text
+    assert "failed to start" in text  # what happened, in words a student can act on
+    assert "Traceback" not in text
+    page = await browser.request("GET", "/hub/spawn/ann")
+    assert "Start my server" in page.body.decode()  # it can be tried again

@@ -29,6 +29,7 @@ from hub.state import HubState
 log = logging.getLogger("hub.pages")
 
 LOGIN_COOKIE = "atrium-hub-login"
+GENERIC = "The hub could not do that just now. Please try again in a moment."
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 _env = Environment(
     loader=FileSystemLoader(str(TEMPLATES)),
@@ -154,7 +155,7 @@ class PageHandler(web.RequestHandler):
             code=status_code,
             reason=self._reason,
             heading="Something went wrong",
-            lead=message if status_code < 500 else "The hub could not do that just now.",
+            lead=message if isinstance(exc, AtriumError) or status_code < 500 else GENERIC,
             shown="",
             tail="",
             start_url=None,

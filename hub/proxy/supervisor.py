@@ -595,13 +595,8 @@ def proxy_from_settings(
     s = settings
     if s.proxy == "none":
         return None
+    s.check_combinations()
     if not s.proxy_api_url:
-        if s.proxy_should_start:
-            raise ConfigError(
-                "c.Hub.proxy_api_url is empty, so the hub cannot drive a proxy it starts; "
-                "set it, or c.Hub.proxy_should_start = False for proxies that follow "
-                "/hub/api/proxy/watch (atrium proxy --routes-from)"
-            )
         return ProxyLink(None, db, ctx, s.proxy_check_interval, None, token)
     client = ProxyClient(s.proxy_api_url, token, timeout=s.proxy_api_timeout)
     process = None
