@@ -356,19 +356,23 @@ async def test_streamed_download(proxy: Proxy) -> None:
 
 async def test_websocket_frames_both_ways(proxy: Proxy) -> None:
     route = proxy.table.add("/user/ann", proxy.other.url)
-    before = route.last_activity
+    route.last_activity = 0.0
     ws = await websocket.websocket_connect(f"ws://127.0.0.1:{proxy.port}/user/ann/ws")
+    pongs: list[bytes] = []
+    ws.on_pong = pongs.append  # type: ignore[method-assign]
     for message in ["hello", "x" * 200_000]:
         await ws.write_message(message)
         assert await ws.read_message() == message
     await ws.write_message(b"\x00\x01binary", binary=True)
     assert await ws.read_message() == b"\x00\x01binary"
-    ws.ping(b"p")
-    await asyncio.sleep(0.05)
-    ws.close()
-    await asyncio.sleep(0.1)
-    assert route.last_activity >= before
+    ws.ping(b"are you there")  # answered by the backend, through the proxy
+    await wait_for(lambda: pongs == [b"are you there"], within=5)
+    assert route.last_activity > 0  # frames count as activity
+    ws.close(code=4001, reason="bye")  # the backend's close answer comes back through
+    assert await asyncio.wait_for(ws.read_message(), 5) is None
+    assert ws.close_code == 4001
     assert proxy.server.websockets == 1
+    await wait_for(lambda: proxy.server.open_websockets == 0, within=5)
 
 
 # --- errors -------------------------------------------------------------------------
@@ -429,6 +433,25 @@ async def test_slow_headers_are_cut_off() -> None:
         assert answer.startswith(b"HTTP/1.1 408")
         assert time.monotonic() - started < 9
         writer.close()
+    finally:
+        await stop_proxy(handle, server, api)
+
+
+async def test_slow_bodies_and_idle_connections_are_cut_off() -> None:
+    handle, server, api = await start_proxy(limits=Limits(body_timeout=0.5, idle_timeout=0.5))
+    try:
+        # a body that stops coming: the connection is closed, both sides
+        reader, writer = await asyncio.open_connection("127.0.0.1", handle.port)
+        writer.write(b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
+        assert await asyncio.wait_for(reader.read(-1), 10) == b""
+        writer.close()
+        # a keep-alive connection left idle after its answer
+        reader, writer = await asyncio.open_connection("127.0.0.1", handle.port)
+        writer.write(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = await asyncio.wait_for(reader.read(-1), 10)  # the answer, then the close
+        assert answer.startswith(b"HTTP/1.1 200")
+        writer.close()
+        await wait_for(lambda: not handle.server.clients, within=5)
     finally:
         await stop_proxy(handle, server, api)
 
