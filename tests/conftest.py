@@ -10,6 +10,7 @@ import itertools
 import logging
 import os
 import shutil
+import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,32 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     upgrade(db.engine)
     db.close()
     return path
+
+
+@pytest.fixture
+def sqlite_db_url(tmp_path: Path, sqlite_template: Path) -> str:
+    """A fresh SQLite database at the current schema. Modules whose tests do not depend
+    on the database backend use it as their `db_url`."""
+    target = tmp_path / "atrium.sqlite"
+    shutil.copy(sqlite_template, target)
+    return f"sqlite:///{target}"
+
+
+def behind_atrium_proxy(tmp_path: Path, **extra: Any) -> dict[str, Any]:
+    """Hub settings for `hub_factory`: the built-in proxy on free ports, stopped with the
+    hub, and the test spawner."""
+    from tests.pg import free_port
+
+    return {
+        "proxy": "atrium",
+        "proxy_cmd": [sys.executable, "-m", "hub.app", "proxy", "--log-level=error"],
+        "port": free_port(),
+        "proxy_api_url": f"http://127.0.0.1:{free_port()}",
+        "proxy_pid_file": str(tmp_path / "proxy.pid"),
+        "proxy_stop_on_exit": True,
+        "spawner_class": "tests.spawner.ProcessSpawner",
+        **extra,
+    }
 
 
 _db_numbers = itertools.count()

@@ -8,9 +8,7 @@ JSON 503. Directly: hostile URLs are escaped, odd codes are refused.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import sys
 from pathlib import Path
 
 import orjson
@@ -19,8 +17,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
 from hub.proxy.supervisor import pid_alive
 from tests.browser import browser_page
-from tests.conftest import HubFactory, RunningHub
-from tests.pg import free_port
+from tests.conftest import HubFactory, RunningHub, behind_atrium_proxy
 from tests.spawner import started_pids
 from tests.test_proxy_scaleout import eventually
 
@@ -28,10 +25,9 @@ HTML = {"Accept": "text/html,application/xhtml+xml"}
 
 
 @pytest.fixture
-def db_url(tmp_path: Path, sqlite_template: Path) -> str:
-    target = tmp_path / "atrium.sqlite"
-    shutil.copy(sqlite_template, target)
-    return f"sqlite:///{target}"
+def db_url(sqlite_db_url: str) -> str:
+    """SQLite only: the database backend does not matter here."""
+    return sqlite_db_url
 
 
 async def fetch(url: str, **kw: object) -> HTTPResponse:
@@ -45,16 +41,7 @@ def root(hub: RunningHub) -> str:
 
 
 async def test_a_server_that_stopped_answering(hub_factory: HubFactory, tmp_path: Path) -> None:
-    hub = await hub_factory(
-        proxy="atrium",
-        proxy_cmd=[sys.executable, "-m", "hub.app", "proxy", "--log-level=error"],
-        port=free_port(),
-        proxy_api_url=f"http://127.0.0.1:{free_port()}",
-        proxy_pid_file=str(tmp_path / "proxy.pid"),
-        proxy_stop_on_exit=True,
-        spawner_class="tests.spawner.ProcessSpawner",
-        allow_named_servers=True,
-    )
+    hub = await hub_factory(**behind_atrium_proxy(tmp_path, allow_named_servers=True))
     public = f"http://127.0.0.1:{hub.app.settings.port}"
     await hub.add_user("ann")
     assert (await hub.api("POST", "/users/ann/servers/gpu")).status == 201

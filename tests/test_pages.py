@@ -8,8 +8,6 @@ lands on the user's running server, through the real proxy.
 from __future__ import annotations
 
 import re
-import shutil
-import sys
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
 from hub.pages.base import LOGIN_COOKIE, safe_next
 from tests.browser import browser_page
-from tests.conftest import HubFactory, RunningHub
+from tests.conftest import HubFactory, RunningHub, behind_atrium_proxy
 from tests.pg import free_port
 
 PASSWORD = "correct horse battery staple"
@@ -29,10 +27,9 @@ SPAWNER = "tests.spawner.ProcessSpawner"
 
 
 @pytest.fixture
-def db_url(tmp_path: Path, sqlite_template: Path) -> str:
-    target = tmp_path / "atrium.sqlite"
-    shutil.copy(sqlite_template, target)
-    return f"sqlite:///{target}"
+def db_url(sqlite_db_url: str) -> str:
+    """SQLite only: the database backend does not matter here."""
+    return sqlite_db_url
 
 
 class Browser:
@@ -219,15 +216,7 @@ async def test_spawn_page(hub_factory: HubFactory) -> None:
 async def test_from_a_stopped_server_to_a_running_one_in_a_browser(
     hub_factory: HubFactory, tmp_path: Path
 ) -> None:
-    hub = await hub_factory(
-        proxy="atrium",
-        proxy_cmd=[sys.executable, "-m", "hub.app", "proxy", "--log-level=error"],
-        port=free_port(),
-        proxy_api_url=f"http://127.0.0.1:{free_port()}",
-        proxy_pid_file=str(tmp_path / "proxy.pid"),
-        proxy_stop_on_exit=True,
-        spawner_class=SPAWNER,
-    )
+    hub = await hub_factory(**behind_atrium_proxy(tmp_path))
     public = f"http://127.0.0.1:{hub.app.settings.port}"
     await hub.add_user("ann", password=PASSWORD)
     assert (await hub.api("POST", "/users/ann/server")).status == 201

@@ -47,11 +47,9 @@ TOKEN = "proxy-token-for-tests-0123456789abcdef"
 
 
 @pytest.fixture
-def db_url(tmp_path: Path, sqlite_template: Path) -> str:
-    """SQLite only: the database backend does not matter to the proxy."""
-    target = tmp_path / "atrium.sqlite"
-    shutil.copy(sqlite_template, target)
-    return f"sqlite:///{target}"
+def db_url(sqlite_db_url: str) -> str:
+    """SQLite only: the database backend does not matter here."""
+    return sqlite_db_url
 
 
 @pytest.fixture(scope="module", params=["chp", "atrium"])

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
 import sys
 import time
@@ -156,11 +155,9 @@ class ProxyProc:
 
 
 @pytest.fixture
-def db_url(tmp_path: Path, sqlite_template: Path) -> str:
-    """SQLite only: the database backend does not matter to the proxy."""
-    target = tmp_path / "atrium.sqlite"
-    shutil.copy(sqlite_template, target)
-    return f"sqlite:///{target}"
+def db_url(sqlite_db_url: str) -> str:
+    """SQLite only: the database backend does not matter here."""
+    return sqlite_db_url
 
 
 @pytest.fixture
