@@ -87,6 +87,7 @@ class AtriumApp(HubCommand):
             spawner_class=s.spawner_class,
             proxy=proxy,
         )
+        orchestrator.credentials_revoked = state.requester_cache.invalidate
         return state, make_app(state, s.base_url, secrets.cookie_secret), admin
 
     def start(self) -> None:
@@ -107,9 +108,11 @@ class AtriumApp(HubCommand):
             loop.add_signal_handler(sig, stop.set)
         if state.proxy is None:
             server, port = listen(app, s.ip, s.port, s.max_body_size)
+            state.orchestrator.hub_url = f"http://{connect_host(s.ip)}:{port}"
         else:
             # the proxy takes the public address; the hub listens behind it
             server, hub_port = listen(app, s.hub_ip, s.hub_port, s.max_body_size)
+            state.orchestrator.hub_url = f"http://{connect_host(s.hub_ip)}:{hub_port}"
             try:
                 await state.proxy.start(f"http://{connect_host(s.hub_ip)}:{hub_port}")
             except BaseException:

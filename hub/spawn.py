@@ -24,11 +24,13 @@ from typing import Any, Literal, Protocol
 
 from hub.db.engine import Database
 from hub.errors import AtriumError, BadRequest, Conflict, NotFound, ServiceUnavailable
+from hub.ops import credentials
 from hub.ops import servers as server_ops
 from hub.ops import users as user_ops
 from hub.ops.context import HubContext
 from hub.ops.servers import ServerRef
 from hub.rbac.access import Requester
+from hub.spawnenv import server_env
 from spawners.base import Spawner
 
 log = logging.getLogger(__name__)
@@ -105,6 +107,10 @@ class Orchestrator:
         self.timeouts = timeouts
         self.routes = routes
         self.spawners: dict[int, Spawner] = {}
+        # where servers reach the hub (http://HOST:PORT), known once the hub listens
+        self.hub_url = ""
+        # called when a server's credentials are revoked (the hub clears its token cache)
+        self.credentials_revoked: Callable[[], None] = lambda: None
         self._work: dict[int, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -122,6 +128,12 @@ class Orchestrator:
 
         task.add_done_callback(done)
         return task
+
+    async def _mark_stopped(self, server_id: int, state: dict[str, Any], **kw: Any) -> None:
+        """Record a server as stopped; its credentials are revoked with it, so tokens the
+        hub remembers (`hub.authcache`) are forgotten too."""
+        await self.db.run(server_ops.mark_stopped, server_id, state, **kw)
+        self.credentials_revoked()
 
     def _spawner_for(self, ref: ServerRef) -> Spawner:
         spawner = self.spawners.get(ref.id)
@@ -154,9 +166,13 @@ class Orchestrator:
         )
         try:
             spawner = self._spawner_for(ref)
+            token = await self.db.run(credentials.issue, self.ctx, ref.id)
         except Exception as e:
-            await self.db.run(server_ops.mark_stopped, ref.id, ref.state, failure=str(e))
+            await self._mark_stopped(ref.id, ref.state, failure=str(e))
             raise
+        spawner.env = server_env(
+            self.ctx, self.hub_url, ref.user_name, ref.name, token, spawner.default_url
+        )
         task = self._own(ref.id, self._spawn(ref, spawner))
         done, _ = await asyncio.wait({task}, timeout=self.timeouts.slow_spawn)
         if not done:
@@ -269,9 +285,7 @@ class Orchestrator:
             log.warning("Cleaning up failed spawn of %s also failed", ref.log_name, exc_info=True)
         spawner.clear_state()
         self.spawners.pop(ref.id, None)
-        await asyncio.shield(
-            self.db.run(server_ops.mark_stopped, ref.id, spawner.get_state(), failure=message)
-        )
+        await asyncio.shield(self._mark_stopped(ref.id, spawner.get_state(), failure=message))
 
     async def stop(
         self, req: Requester, user_name: str, server_name: str, remove: bool = False
@@ -336,7 +350,7 @@ class Orchestrator:
             spawner.clear_state()
             state = spawner.get_state()
         self.spawners.pop(ref.id, None)
-        await asyncio.shield(self.db.run(server_ops.mark_stopped, ref.id, state, remove=remove))
+        await asyncio.shield(self._mark_stopped(ref.id, state, remove=remove))
         log.info("Server %s stopped", ref.log_name)
 
     async def delete_user(self, req: Requester, user_name: str) -> None:

@@ -50,6 +50,11 @@ class Spawner(LoggingConfigurable):
         self.env = dict(env or {})
         self.user_options = dict(user_options or {})
 
+    def get_env(self) -> dict[str, str]:
+        """The server's environment: `c.Spawner.environment`, then the hub's contract
+        variables (`self.env`, set by the hub before each start), which win."""
+        return {**{k: str(v) for k, v in self.environment.items()}, **self.env}
+
     @property
     def log_name(self) -> str:
         return f"{self.user_name}/{self.server_name}" if self.server_name else self.user_name

@@ -236,6 +236,7 @@ class HubFactory:
         state, web_app, _admin = app.build()
         server, port = listen(web_app, "127.0.0.1", 0, app.settings.max_body_size)
         self.started.append((server, state))
+        state.orchestrator.hub_url = f"http://127.0.0.1:{port}"
         if state.proxy is not None:  # c.Hub.proxy set: start or adopt it, routes to this hub
             await state.proxy.start(f"http://127.0.0.1:{port}")
         model = await state.db.run(token_ops.create_token, state.ctx, None, "admin", {})

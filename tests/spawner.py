@@ -127,6 +127,8 @@ class ProcessSpawner(Spawner):
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
+            # the contract's variables, as a real server gets them (readable in /proc)
+            env={"PATH": os.environ.get("PATH", ""), **self.get_env()},
         )
         self._proc = proc
         self.pid = proc.pid

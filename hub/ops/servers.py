@@ -16,7 +16,7 @@ from hub.db.models import Server, User
 from hub.errors import BadRequest, NotFound
 from hub.log import bounded
 from hub.names import validate_server_name
-from hub.ops import audit
+from hub.ops import audit, credentials
 from hub.ops.context import HubContext
 from hub.rbac.access import Requester
 from hub.timeutil import utcnow
@@ -169,6 +169,7 @@ def mark_stopped(
     server = session.get(Server, server_id)
     if server is None:
         return
+    credentials.revoke(session, server_id)  # its token and OAuth client open nothing now
     if remove and server.name:
         session.delete(server)
         return
