@@ -1,0 +1,1 @@
+"""The hub as an OAuth2 provider: how single-user servers and services log people in."""

@@ -1,0 +1,191 @@
+"""The hub as OAuth2 provider for a server: authorization code + PKCE (S256).
+
+The flow a single-user server runs for a visitor: authorize (as the logged-in
+visitor) -> code on the server's callback -> token exchange with the server's
+secret (its API token) and the PKCE verifier -> a hub token that identifies
+the visitor and lets them into that server only. And what must fail.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import orjson
+from tornado.httpclient import AsyncHTTPClient, HTTPResponse
+
+from tests.conftest import HubFactory, RunningHub
+from tests.spawner import started_pids
+from tests.test_pages import PASSWORD, Browser
+from tests.test_server_env import environ
+
+SPAWNER = "tests.spawner.ProcessSpawner"
+
+
+def pkce() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+    return verifier, challenge.decode().rstrip("=")
+
+
+class Server:
+    """What a started server knows: its client id, secret and callback."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.client_id = env["JUPYTERHUB_CLIENT_ID"]
+        self.secret = env["JUPYTERHUB_API_TOKEN"]
+        self.callback = env["JUPYTERHUB_OAUTH_CALLBACK_URL"]
+        self.scopes = orjson.loads(env["JUPYTERHUB_OAUTH_ACCESS_SCOPES"])
+
+
+async def setup(hub_factory: HubFactory) -> tuple[RunningHub, Server]:
+    hub = await hub_factory(spawner_class=SPAWNER)
+    await hub.add_user("ann", password=PASSWORD)
+    await hub.add_user("bo", password=PASSWORD)
+    assert (await hub.api("POST", "/users/ann/server")).status == 201
+    return hub, Server(environ(started_pids[-1]))
+
+
+def authorize_path(server: Server, challenge: str, **override: str) -> str:
+    params = {
+        "client_id": server.client_id,
+        "redirect_uri": server.callback,
+        "response_type": "code",
+        "state": "s-123",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        **override,
+    }
+    return "/hub/api/oauth2/authorize?" + urlencode({k: v for k, v in params.items() if v})
+
+
+async def exchange(hub: RunningHub, server: Server, the_code: str, verifier: str, **kw: str) -> Any:
+    form = {
+        "grant_type": "authorization_code",
+        "code": the_code,
+        "redirect_uri": server.callback,
+        "client_id": server.client_id,
+        "client_secret": server.secret,
+        "code_verifier": verifier,
+        **kw,
+    }
+    r: HTTPResponse = await AsyncHTTPClient().fetch(
+        hub.url + "api/oauth2/token",
+        method="POST",
+        body=urlencode(form),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        raise_error=False,
+    )
+    return r.code, orjson.loads(r.body)
+
+
+async def code_for(browser: Browser, server: Server, challenge: str) -> str:
+    r = await browser.request("GET", authorize_path(server, challenge))
+    assert r.code == 302, r.body[:300]
+    location = urlsplit(r.headers["Location"])
+    assert location.path == server.callback  # back to the server, as registered
+    query = parse_qs(location.query)
+    assert query["state"] == ["s-123"]
+    return query["code"][0]
+
+
+async def test_a_visitor_logs_in_to_their_server(hub_factory: HubFactory) -> None:
+    hub, server = await setup(hub_factory)
+    browser = Browser(hub)
+    verifier, challenge = pkce()
+    # not logged in to the hub: to the login page first, and back
+    r = await browser.request("GET", authorize_path(server, challenge))
+    assert r.code == 302
+    assert r.headers["Location"].startswith("/hub/login?next=")
+    await browser.login("ann")
+    code = await code_for(browser, server, challenge)
+    status, token = await exchange(hub, server, code, verifier)
+    assert status == 200, token
+    assert token["token_type"] == "Bearer"
+    assert token["expires_in"] > 0
+    me = await hub.api("GET", "/user", token=token["access_token"])
+    assert me.status == 200
+    model = me.json()
+    assert model["name"] == "ann"
+    assert "access:servers!server=ann/" in model["scopes"]
+    # the token is for that server and nothing else
+    assert (await hub.api("GET", "/users", token=token["access_token"])).status == 403
+    # a code works once
+    status, again = await exchange(hub, server, code, verifier)
+    assert status == 400
+    assert again["error"] == "invalid_grant"
+    # stopping the server revokes what was issued through its client
+    assert (await hub.api("DELETE", "/users/ann/server")).status == 204
+    assert (await hub.api("GET", "/user", token=token["access_token"])).status == 403
+
+
+async def test_bad_exchanges_are_refused(hub_factory: HubFactory) -> None:
+    hub, server = await setup(hub_factory)
+    browser = Browser(hub)
+    await browser.login("ann")
+    verifier, challenge = pkce()
+    code = await code_for(browser, server, challenge)
+    cases: list[tuple[dict[str, str], int, str]] = [
+        ({"code_verifier": pkce()[0]}, 400, "invalid_grant"),  # another verifier
+        ({"code_verifier": ""}, 400, "invalid_grant"),
+        ({"client_secret": "not-the-secret"}, 401, "invalid_client"),
+        ({"redirect_uri": "/user/ann/elsewhere"}, 400, "invalid_request"),
+        ({"code": "made-up-code"}, 400, "invalid_grant"),
+        ({"grant_type": "password"}, 400, "unsupported_grant_type"),
+    ]
+    for override, status, error in cases:
+        got_status, body = await exchange(hub, server, code, verifier, **override)
+        assert (got_status, body.get("error")) == (status, error), override
+        assert server.secret not in orjson.dumps(body).decode()
+    # after all that, the real exchange still works (nothing above used the code up)
+    status, token = await exchange(hub, server, code, verifier)
+    assert status == 200, token
+
+
+async def test_bad_authorize_requests(hub_factory: HubFactory) -> None:
+    hub, server = await setup(hub_factory)
+    browser = Browser(hub)
+    await browser.login("ann")
+    _, challenge = pkce()
+    # wrong client or redirect URI: a 400 page, never a redirect
+    for override in (
+        {"client_id": "jupyterhub-user-nobody"},
+        {"redirect_uri": "https://evil.example/cb"},
+        {"redirect_uri": "/user/ann/other_callback"},
+    ):
+        r = await browser.request("GET", authorize_path(server, challenge, **override))
+        assert r.code == 400, override
+        assert "Location" not in r.headers
+        assert "This sign-in link is not valid" in r.body.decode()
+    # a valid client and redirect but a bad request: the error goes back to the client
+    for override, error in (
+        ({"code_challenge": "", "code_challenge_method": ""}, "invalid_request"),
+        ({"code_challenge_method": "plain"}, "invalid_request"),
+        ({"response_type": "token"}, "unsupported_response_type"),
+        ({"scope": "admin:users"}, "invalid_scope"),
+    ):
+        r = await browser.request("GET", authorize_path(server, challenge, **override))
+        assert r.code == 302, (override, r.body[:200])
+        location = urlsplit(r.headers["Location"])
+        assert location.path == server.callback
+        assert parse_qs(location.query)["error"] == [error]
+
+
+async def test_someone_else_cannot_log_in_to_anns_server(hub_factory: HubFactory) -> None:
+    hub, server = await setup(hub_factory)
+    browser = Browser(hub)
+    await browser.login("bo")
+    _, challenge = pkce()
+    r = await browser.request("GET", authorize_path(server, challenge))
+    assert r.code == 403
+    assert "Location" not in r.headers
+    assert "not your server" in r.body.decode()
+    # an admin may (admins hold access:servers for every server)
+    admin = Browser(hub)
+    await hub.api("PATCH", "/users/bo", {"admin": True})
+    await admin.login("bo")
+    r = await admin.request("GET", authorize_path(server, challenge))
+    assert r.code == 302
