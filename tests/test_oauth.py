@@ -189,3 +189,28 @@ async def test_someone_else_cannot_log_in_to_anns_server(hub_factory: HubFactory
     await admin.login("bo")
     r = await admin.request("GET", authorize_path(server, challenge))
     assert r.code == 302
+
+
+async def test_logging_out_of_the_hub_revokes_that_sessions_tokens(
+    hub_factory: HubFactory,
+) -> None:
+    hub, server = await setup(hub_factory)
+    laptop, phone = Browser(hub), Browser(hub)
+    tokens = []
+    for browser in (laptop, phone):
+        await browser.login("ann")
+        verifier, challenge = pkce()
+        status, token = await exchange(
+            hub, server, await code_for(browser, server, challenge), verifier
+        )
+        assert status == 200
+        tokens.append(token["access_token"])
+    for token in tokens:
+        assert (await hub.api("GET", "/user", token=token)).status == 200
+    # the laptop logs out: its JupyterLab tab loses access, the phone's keeps it
+    r = await laptop.request("POST", "/hub/logout", {"_xsrf": await laptop.xsrf()})
+    assert r.code == 302
+    assert (await hub.api("GET", "/user", token=tokens[0])).status == 403
+    assert (await hub.api("GET", "/user", token=tokens[1])).status == 200
+    # and the server's own token is untouched
+    assert (await hub.api("GET", "/user", token=server.secret)).status == 200

@@ -155,12 +155,12 @@ class APIHandler(web.RequestHandler):
     async def _cookie_login(self) -> None:
         """A browser's own requests (the hub's pages) carry the login cookie instead of a
         token; a write with it must also carry the XSRF token, as forms do."""
-        from hub.pages.base import login_cookie_id
+        from hub.pages.base import login_cookie
 
-        cookie_id = login_cookie_id(self, self.hub.cookie_max_age_days)
-        if not cookie_id:
+        login = login_cookie(self, self.hub.cookie_max_age_days)
+        if login is None:
             return
-        requester = await self.db.run(resolve_cookie, self.ctx.roles, cookie_id)
+        requester = await self.db.run(resolve_cookie, self.ctx.roles, *login)
         if requester is not None and self.request.method not in ("GET", "HEAD", "OPTIONS"):
             web.RequestHandler.check_xsrf_cookie(self)  # raises 403 without a valid token
         self.requester = requester

@@ -16,7 +16,7 @@ from urllib.parse import quote
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from hub.db.models import APIToken, OAuthClient, Server, User
+from hub.db.models import APIToken, OAuthClient, OAuthCode, Server, User
 from hub.ops.context import HubContext
 from hub.secrets_hash import hash_token, new_token, token_prefix
 
@@ -94,3 +94,16 @@ def revoke(session: Session, server_id: int) -> None:
     if client is not None:
         session.delete(client)
     session.flush()
+
+
+def end_session(session: Session, user_id: int, session_id: str) -> int:
+    """Logging out: every token and code issued through this login session goes.
+    Returns how many tokens were revoked."""
+    ids = session.scalars(
+        select(APIToken.id).where(APIToken.user_id == user_id, APIToken.session_id == session_id)
+    ).all()
+    session.execute(delete(APIToken).where(APIToken.id.in_(ids)))
+    session.execute(
+        delete(OAuthCode).where(OAuthCode.user_id == user_id, OAuthCode.session_id == session_id)
+    )
+    return len(ids)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from collections.abc import Callable
 from functools import cache
@@ -151,7 +152,7 @@ def resolve_token(
 
 
 def resolve_cookie(
-    session: Session, ctx_roles: rbac_roles.RoleTable, cookie_id: str
+    session: Session, ctx_roles: rbac_roles.RoleTable, cookie_id: str, session_id: str
 ) -> Requester | None:
     """The user a login cookie speaks for (with all their permissions), or None."""
     row = session.execute(
@@ -159,4 +160,5 @@ def resolve_cookie(
     ).first()
     if row is None:
         return None
-    return user_requester(session, ctx_roles, row.id, row.name, row.admin)
+    req = user_requester(session, ctx_roles, row.id, row.name, row.admin)
+    return dataclasses.replace(req, session_id=session_id)

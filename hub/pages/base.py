@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -55,9 +56,13 @@ def safe_next(target: str | None, base_url: str, default: str) -> str:
     return target
 
 
-def login_cookie_id(handler: web.RequestHandler, max_age_days: float) -> str | None:
+def login_cookie(handler: web.RequestHandler, max_age_days: float) -> tuple[str, str] | None:
+    """(the user's cookie_id, this login session's id) from the signed login cookie."""
     value = handler.get_signed_cookie(LOGIN_COOKIE, max_age_days=max_age_days)
-    return value.decode() if value else None
+    if not value:
+        return None
+    cookie_id, _, session_id = value.decode().partition(" ")
+    return (cookie_id, session_id) if cookie_id and session_id else None
 
 
 class PageHandler(web.RequestHandler):
@@ -87,9 +92,9 @@ class PageHandler(web.RequestHandler):
         )
 
     async def prepare(self) -> None:
-        cookie_id = login_cookie_id(self, self.hub.cookie_max_age_days)
-        if cookie_id:
-            self.requester = await self.db.run(resolve_cookie, self.ctx.roles, cookie_id)
+        login = login_cookie(self, self.hub.cookie_max_age_days)
+        if login is not None:
+            self.requester = await self.db.run(resolve_cookie, self.ctx.roles, *login)
 
     # --- helpers -------------------------------------------------------------------
 
@@ -103,9 +108,11 @@ class PageHandler(web.RequestHandler):
         return self.requester
 
     def set_login_cookie(self, cookie_id: str) -> None:
+        """Log in: the user's cookie_id and a new session id (tokens issued through this
+        login carry it, and logging out revokes them)."""
         self.set_signed_cookie(
             LOGIN_COOKIE,
-            cookie_id,
+            f"{cookie_id} {secrets.token_hex(16)}",
             expires_days=self.hub.cookie_max_age_days,
             path=f"{self.ctx.base_url}hub/",
             httponly=True,

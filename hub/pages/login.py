@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from hub.db.models import User
 from hub.errors import BadRequest
 from hub.names import normalize_username
+from hub.ops import credentials
 from hub.ops.passwords import check_password
 from hub.pages.base import PageHandler, log, safe_next
 
@@ -69,8 +70,14 @@ class LoginHandler(PageHandler):
 class LogoutHandler(PageHandler):
     async def post(self) -> None:
         self.clear_login_cookie()
-        if self.requester is not None:
-            log.info("%s logged out", self.requester.name)
+        req = self.requester
+        if req is not None:
+            revoked = 0
+            if req.session_id:
+                # an open JupyterLab tab loses access with the hub session
+                revoked = await self.db.run(credentials.end_session, req.id, req.session_id)
+                self.hub.requester_cache.invalidate()
+            log.info("%s logged out (%d session tokens revoked)", req.name, revoked)
         self.redirect(f"{self.ctx.base_url}hub/login")
 
     async def get(self) -> None:
