@@ -47,10 +47,12 @@ if [ ! -x .scratch/chp/node_modules/.bin/configurable-http-proxy ]; then
 fi
 
 # JupyterHub 6 (pip) for the test that runs it with `atrium proxy` as its proxy
-if [ ! -x .scratch/jupyterhub-venv/bin/jupyterhub ]; then
+# (with jupyter_server, for the test that runs its jupyterhub-singleuser under Atrium)
+if [ ! -x .scratch/jupyterhub-venv/bin/jupyterhub ] \
+    || ! .scratch/jupyterhub-venv/bin/python -c "import jupyter_server" 2>/dev/null; then
     echo "Installing JupyterHub 6 into .scratch/jupyterhub-venv..."
     python3 -m venv .scratch/jupyterhub-venv
-    .scratch/jupyterhub-venv/bin/python -m pip install -q "jupyterhub==6.*"
+    .scratch/jupyterhub-venv/bin/python -m pip install -q "jupyterhub==6.*" "jupyter_server>=2.14"
 fi
 
 scripts/venv.sh test

@@ -29,7 +29,7 @@ import tempfile
 import time
 from typing import Any
 
-from traitlets import Bool, Enum, Float, Integer
+from traitlets import Bool, Enum, Float, Integer, List, Unicode
 
 from spawners.base import Spawner
 from tests.pg import free_port
@@ -93,6 +93,10 @@ class ProcessSpawner(Spawner):
         config=True
     )
     fail_stop = Integer(0, help="How many stop() calls raise before one succeeds.").tag(config=True)
+    cmd = List(
+        Unicode(),
+        help="Run this instead of http.server ({port} is replaced by the port to listen on).",
+    ).tag(config=True)
     kill_at_exit = Bool(
         True,
         help="Kill this spawner's servers when the Python process that started them exits "
@@ -110,6 +114,8 @@ class ProcessSpawner(Spawner):
             self.failure = str(self.user_options["failure"])
 
     def _command(self) -> list[str]:
+        if self.cmd:
+            return [part.format(port=self.port) for part in self.cmd]
         if self.failure == "never_answer":
             return [sys.executable, "-c", "import time; time.sleep(3600)"]
         if self.failure == "exit":
@@ -125,10 +131,11 @@ class ProcessSpawner(Spawner):
             self._command(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            # a real server's complaints show in the test's captured output
+            stderr=None if self.cmd else subprocess.DEVNULL,
             start_new_session=True,
             # the contract's variables, as a real server gets them (readable in /proc)
-            env={"PATH": os.environ.get("PATH", ""), **self.get_env()},
+            env=self._env(),
         )
         self._proc = proc
         self.pid = proc.pid
@@ -140,6 +147,13 @@ class ProcessSpawner(Spawner):
                 raise RuntimeError(f"the server process exited with status {proc.returncode}")
             await asyncio.sleep(0.02)
         return f"http://127.0.0.1:{self.port}"
+
+    def _env(self) -> dict[str, str]:
+        env = {"PATH": os.environ.get("PATH", ""), **self.get_env()}
+        # what only the spawner knows: where the server listens
+        prefix = env.get("JUPYTERHUB_SERVICE_PREFIX", "/")
+        env["JUPYTERHUB_SERVICE_URL"] = f"http://127.0.0.1:{self.port}{prefix}"
+        return env
 
     async def _answers(self) -> bool:
         try:

@@ -27,6 +27,10 @@ def environ(pid: int) -> dict[str, str]:
     return dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)
 
 
+def env_port(env: dict[str, str]) -> str:
+    return env["JUPYTERHUB_SERVICE_URL"].split(":")[2].split("/")[0]
+
+
 async def start(hub: RunningHub, path: str) -> dict[str, str]:
     assert (await hub.api("POST", path)).status == 201
     return environ(started_pids[-1])
@@ -72,6 +76,8 @@ async def test_the_environment_contract(hub_factory: HubFactory, base_url: str) 
         "JUPYTERHUB_PUBLIC_URL": "",
         "JUPYTERHUB_PUBLIC_HUB_URL": "",
         "JUPYTERHUB_DEFAULT_URL": "/lab",
+        # added by the spawner, which knows where the server listens
+        "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{env_port(env)}{prefix}",
     }
     assert env["JPY_API_TOKEN"] == env["JUPYTERHUB_API_TOKEN"]
     assert env["COURSE"] == "cs101"
