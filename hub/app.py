@@ -28,7 +28,7 @@ from hub.db.engine import Database
 from hub.errors import ConfigError
 from hub.proxy.supervisor import connect_host, proxy_from_settings
 from hub.rbac.roles import RoleTable
-from hub.spawn import Orchestrator, SpawnTimeouts, spawner_factory
+from hub.spawn import Orchestrator, SpawnLimits, SpawnTimeouts, spawner_factory
 from hub.state import HubState
 from hub.subcommands import GenerateConfig, UpgradeDB
 from hub.welcome import print_welcome
@@ -74,6 +74,7 @@ class AtriumApp(HubCommand):
             spawner_factory(s.spawner_class, self.config),
             SpawnTimeouts(s.slow_spawn_timeout, s.slow_stop_timeout),
             routes=proxy,
+            limits=SpawnLimits(s.concurrent_spawn_limit, s.active_server_limit),
         )
         state = HubState(
             db=db,

@@ -52,6 +52,17 @@ class PayloadTooLarge(AtriumError):
     default_message = "Request body too large"
 
 
+class TooManyRequests(AtriumError):
+    """A limit was reached; `retry_after` (seconds) says when to try again."""
+
+    status = 429
+    default_message = "Too many requests, try again shortly"
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 30) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class BadGateway(AtriumError):
     """Something the hub depends on (the proxy) failed to answer properly."""
 

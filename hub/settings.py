@@ -82,6 +82,17 @@ class Hub(Configurable):
         "c.Hub.proxy = 'atrium', `configurable-http-proxy` (from PATH) for 'chp'. Extra "
         "flags may follow, e.g. ['configurable-http-proxy', '--log-level=warn'].",
     ).tag(config=True)
+    concurrent_spawn_limit = Integer(
+        100,
+        help="Servers that may be starting at once; more start requests get 429 with "
+        "Retry-After (a class arriving together waits its turn instead of overloading "
+        "the machine). 0: no limit.",
+    ).tag(config=True)
+    active_server_limit = Integer(
+        0,
+        help="Servers that may be running (or starting or stopping) at once; more start "
+        "requests get 429 with Retry-After. 0: no limit.",
+    ).tag(config=True)
     proxy_workers = Integer(
         0,
         help="Processes the built-in proxy (c.Hub.proxy = 'atrium') serves traffic with, "
@@ -302,6 +313,8 @@ class Hub(Configurable):
         "token_expires_in_max_seconds",
         "named_server_limit_per_user",
         "auth_cache_ttl",
+        "concurrent_spawn_limit",
+        "active_server_limit",
     )
     def _not_negative(self, proposal: Any) -> Any:
         value = proposal["value"]

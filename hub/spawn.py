@@ -18,12 +18,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from hub.db.engine import Database
-from hub.errors import AtriumError, BadRequest, Conflict, NotFound, ServiceUnavailable
+from hub.errors import (
+    AtriumError,
+    BadRequest,
+    Conflict,
+    NotFound,
+    ServiceUnavailable,
+    TooManyRequests,
+)
 from hub.ops import credentials
 from hub.ops import servers as server_ops
 from hub.ops import users as user_ops
@@ -84,6 +92,12 @@ NO_SPAWNER = "No spawner is configured on this hub (set c.Hub.spawner_class)"
 
 
 @dataclass(frozen=True)
+class SpawnLimits:
+    concurrent: int = 100  # servers starting at once; 0: no limit
+    active: int = 0  # servers running or pending; 0: no limit
+
+
+@dataclass(frozen=True)
 class SpawnTimeouts:
     # how long an API request waits before answering 202 and letting the work continue
     slow_spawn: float = 10.0
@@ -100,8 +114,12 @@ class Orchestrator:
         factory: SpawnerFactory | None,
         timeouts: SpawnTimeouts = SpawnTimeouts(),
         routes: ServerRoutes | None = None,
+        limits: SpawnLimits = SpawnLimits(),
     ) -> None:
         self.db = db
+        self.limits = limits
+        self._spawning: set[int] = set()  # server ids whose start is under way
+        self._admit = asyncio.Lock()  # the limit check and the start's first step, together
         self.ctx = ctx
         self.factory = factory
         self.timeouts = timeouts
@@ -161,19 +179,29 @@ class Orchestrator:
                 await self._stop_ref(current, False, req.name)
             elif current.started and not current.pending:
                 await self._notice_exit(current)
-        ref = await self.db.run(
-            server_ops.begin_spawn, self.ctx, req, user_name, server_name, options
-        )
+        async with self._admit:
+            await self._check_limits()
+            ref = await self.db.run(
+                server_ops.begin_spawn, self.ctx, req, user_name, server_name, options
+            )
+            self._spawning.add(ref.id)
         try:
             spawner = self._spawner_for(ref)
             token = await self.db.run(credentials.issue, self.ctx, ref.id)
         except Exception as e:
+            self._spawning.discard(ref.id)
             await self._mark_stopped(ref.id, ref.state, failure=str(e))
             raise
         spawner.env = server_env(
             self.ctx, self.hub_url, ref.user_name, ref.name, token, spawner.default_url
         )
         task = self._own(ref.id, self._spawn(ref, spawner))
+        server_id = ref.id
+
+        def spawn_over(_task: asyncio.Task[None]) -> None:
+            self._spawning.discard(server_id)
+
+        task.add_done_callback(spawn_over)
         done, _ = await asyncio.wait({task}, timeout=self.timeouts.slow_spawn)
         if not done:
             return "pending"
@@ -181,6 +209,25 @@ class Orchestrator:
             raise Conflict("The server was stopped before it finished starting")
         task.result()  # raises SpawnFailed
         return "ready"
+
+    async def _check_limits(self) -> None:
+        """429 when too many servers are starting, or too many are active (JupyterHub's
+        concurrent_spawn_limit and active_server_limit); clients wait Retry-After."""
+        limits = self.limits
+        if limits.concurrent and len(self._spawning) >= limits.concurrent:
+            raise TooManyRequests(
+                f"Too many servers are starting right now ({len(self._spawning)}); "
+                "yours will start if you try again in a moment",
+                retry_after=random.randint(10, 30),  # spread the retries of a class
+            )
+        if limits.active:
+            active = await self.db.run(server_ops.active_count)
+            if active >= limits.active:
+                raise TooManyRequests(
+                    f"This hub is running as many servers as it may ({limits.active}); "
+                    "try again once someone stops theirs",
+                    retry_after=60,
+                )
 
     async def _poll(self, ref: ServerRef) -> int | None:
         try:

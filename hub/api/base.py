@@ -20,7 +20,14 @@ from tornado import web
 from tornado.http1connection import HTTP1Connection
 
 from hub.db.engine import Database
-from hub.errors import AtriumError, BadRequest, Forbidden, PayloadTooLarge, Unauthorized
+from hub.errors import (
+    AtriumError,
+    BadRequest,
+    Forbidden,
+    PayloadTooLarge,
+    TooManyRequests,
+    Unauthorized,
+)
 from hub.log import bounded, redact
 from hub.ops.context import HubContext
 from hub.ops.identity import resolve_cookie, resolve_token
@@ -327,7 +334,9 @@ class APIHandler(web.RequestHandler):
             message = exc.log_message % exc.args if exc.args else exc.log_message
         else:
             message = self._reason
-        if status_code == 503:
+        if isinstance(exc, TooManyRequests):
+            self.set_header("Retry-After", str(exc.retry_after))
+        elif status_code == 503:
             self.set_header("Retry-After", "5")
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.finish(orjson.dumps({"status": status_code, "message": message}))

@@ -220,3 +220,15 @@ def running_servers(session: Session) -> list[ServerRef]:
         select(Server, User.name).join(User).where(Server.started.is_not(None))
     ).all()
     return [_ref(server, name) for server, name in rows]
+
+
+def active_count(session: Session) -> int:
+    """Servers running or on their way up or down, over all users."""
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(Server)
+            .where(or_(Server.started.is_not(None), Server.pending.is_not(None)))
+        )
+        or 0
+    )

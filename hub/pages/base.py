@@ -154,6 +154,9 @@ class PageHandler(web.RequestHandler):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            self.set_header("Retry-After", str(retry_after))
         message = exc.message if isinstance(exc, AtriumError) else self._reason
         self.page(
             "error.html",
