@@ -29,6 +29,8 @@ from hub.ops.context import HubContext
 from hub.rbac.access import Requester
 from hub.state import HubState
 from tests.pg import PostgresServer
+from tests.proxyproc import ProxyProc
+from tests.waits import eventually
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -352,3 +354,22 @@ def hub_logs() -> Iterator[LogCapture]:
     for lg, level in zip(loggers, levels, strict=True):
         lg.removeHandler(capture)
         lg.setLevel(level)
+
+
+@pytest.fixture
+async def proxies() -> AsyncIterator[list[ProxyProc]]:
+    """`atrium proxy` processes a test started; stopped (or killed, with their
+    workers) afterwards."""
+    from hub.proxy.supervisor import pid_alive
+
+    started: list[ProxyProc] = []
+    yield started
+    for proxy in started:
+        await proxy.stop()
+        proxy.kill_all()
+        for pid in proxy.workers:
+
+            async def gone(pid: int = pid) -> bool:
+                return not pid_alive(pid)
+
+            await eventually(gone, timeout=10)

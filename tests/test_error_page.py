@@ -19,7 +19,7 @@ from hub.proxy.supervisor import pid_alive
 from tests.browser import browser_page
 from tests.conftest import HubFactory, RunningHub, behind_atrium_proxy
 from tests.spawner import started_pids
-from tests.test_proxy_scaleout import eventually
+from tests.waits import eventually
 
 HTML = {"Accept": "text/html,application/xhtml+xml"}
 

@@ -214,3 +214,27 @@ async def test_logging_out_of_the_hub_revokes_that_sessions_tokens(
     assert (await hub.api("GET", "/user", token=tokens[1])).status == 200
     # and the server's own token is untouched
     assert (await hub.api("GET", "/user", token=server.secret)).status == 200
+
+
+async def test_the_token_endpoint_refuses_odd_requests(hub_factory: HubFactory) -> None:
+    hub, _server = await setup(hub_factory)
+    client = AsyncHTTPClient()
+    url = hub.url + "api/oauth2/token"
+    for body, content_type, status in (
+        ("x=" + "y" * 20_000, "application/x-www-form-urlencoded", 413),
+        ('{"grant_type": "authorization_code"}', "application/json", 400),
+        ("", "application/x-www-form-urlencoded", 400),
+        # no client credentials: the client is refused before the code is looked at
+        ("grant_type=authorization_code&code=%ff%fe", "application/x-www-form-urlencoded", 401),
+    ):
+        r = await client.fetch(
+            url,
+            method="POST",
+            body=body,
+            headers={"Content-Type": content_type},
+            raise_error=False,
+        )
+        assert r.code == status, (body[:40], r.body[:200])
+        assert "error" in orjson.loads(r.body)
+    r = await client.fetch(url, raise_error=False)  # GET: not a token request
+    assert r.code == 405

@@ -21,6 +21,7 @@ from hub.pages.base import LOGIN_COOKIE, safe_next
 from tests.browser import browser_page
 from tests.conftest import HubFactory, RunningHub, behind_atrium_proxy
 from tests.pg import free_port
+from tests.waits import eventually
 
 PASSWORD = "correct horse battery staple"
 SPAWNER = "tests.spawner.ProcessSpawner"
@@ -192,8 +193,13 @@ async def test_spawn_page(hub_factory: HubFactory) -> None:
     page = await browser.request("GET", "/hub/spawn/ann")
     assert page.code == 200
     assert "Start your server" in page.body.decode()
-    # someone else's server: nothing to see
+    # someone else's server, or no such user: nothing to see
     assert (await browser.request("GET", "/hub/spawn/bo")).code == 404
+    for odd in ("nobody", "%3Cscript%3E", "ann/%2E%2E", "x" * 300):
+        r = await browser.request("GET", f"/hub/spawn/{odd}")
+        assert r.code in (400, 404), odd
+        assert "<script>" not in r.body.decode()
+        assert "Traceback" not in r.body.decode()
     r = await browser.request("POST", "/hub/spawn/bo", {"_xsrf": await browser.xsrf()})
     assert r.code == 404
     # start without the XSRF token: refused, nothing started
@@ -270,8 +276,6 @@ async def test_spawn_page_for_a_slow_start(hub_factory: HubFactory) -> None:
     async def running() -> bool:
         page = await browser.request("GET", "/hub/spawn/ann")
         return "Your server is running" in page.body.decode()
-
-    from tests.test_proxy_scaleout import eventually
 
     await eventually(running)
 

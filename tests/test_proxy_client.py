@@ -20,7 +20,7 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from tests.conftest import HubFactory, LogCapture, RunningHub, expect_error, mis
 from tests.pg import free_port
 from tests.procs import AtriumProcess
 from tests.spawner import started_pids
+from tests.waits import eventually
 
 REPO = Path(__file__).resolve().parent.parent
 CHP = REPO / ".scratch" / "chp" / "node_modules" / ".bin" / "configurable-http-proxy"
@@ -90,13 +91,6 @@ def proxy_pids(tmp_path: Path) -> Iterator[list[int]]:
     for pid in pids:
         if pid_alive(pid):
             kill(pid)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
 
 
 async def fetch(url: str) -> HTTPResponse:

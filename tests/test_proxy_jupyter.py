@@ -24,7 +24,8 @@ from tornado.websocket import websocket_connect
 
 from tests.conftest import missing_part
 from tests.pg import free_port
-from tests.test_proxy_scaleout import ProxyProc, eventually, proxies  # noqa: F401 (fixture)
+from tests.proxyproc import ProxyProc
+from tests.waits import eventually
 
 TOKEN = "jupyter-server-token-for-tests"
 PREFIX = "/user/ann/"
@@ -107,7 +108,7 @@ def message(msg_type: str, content: dict[str, Any], channel: str = "shell") -> d
 
 async def test_kernel_websocket_through_the_proxy(
     jupyter: str,
-    proxies: list[ProxyProc],  # noqa: F811 (fixture)
+    proxies: list[ProxyProc],
 ) -> None:
     proxy = await ProxyProc("--workers=2").start(1)
     proxies.append(proxy)

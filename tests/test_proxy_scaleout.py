@@ -18,12 +18,10 @@ hub runs in-process with the test spawner), each stopped by its PID.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
-import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -31,25 +29,16 @@ import orjson
 import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
-from hub.proxy.client import ProxyClient, ProxyUnavailable
 from hub.proxy.server.feed import FeedError, Follower
 from hub.proxy.server.routes import RouteTable
 from hub.proxy.supervisor import pid_alive
 from tests.conftest import HubFactory, RunningHub, expect_error
-from tests.pg import free_port
+from tests.proxyproc import ProxyProc, children
 from tests.test_proxy_server import Backend, start_backend
+from tests.waits import eventually
 
 TOKEN = "scale-out-test-token-0123456789abcdef"
 SPAWNER = "tests.spawner.ProcessSpawner"
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15) -> float:
-    """Wait until `check` passes; returns how long it took."""
-    start = time.monotonic()
-    while not await check():
-        assert time.monotonic() - start < timeout, "condition not reached in time"
-        await asyncio.sleep(0.02)
-    return time.monotonic() - start
 
 
 async def fetch(url: str, **kw: Any) -> HTTPResponse:
@@ -66,94 +55,6 @@ async def fresh_get(port: int, path: str) -> bytes:
         writer.close()
 
 
-def children(pid: int) -> set[int]:
-    found = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.add(int(entry))
-    return found
-
-
-class ProxyProc:
-    """An `atrium proxy` subprocess on free loopback ports."""
-
-    def __init__(self, *args: str, token: str = TOKEN) -> None:
-        self.args = args
-        self.token = token
-        self.port = free_port()
-        self.api_port = free_port()
-        self.proc: asyncio.subprocess.Process | None = None
-        self.workers: set[int] = set()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def client(self) -> ProxyClient:
-        return ProxyClient(f"http://127.0.0.1:{self.api_port}", self.token, timeout=5)
-
-    async def start(self, expect_workers: int = 0) -> ProxyProc:
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "hub.app",
-            "proxy",
-            "--ip=127.0.0.1",
-            f"--port={self.port}",
-            f"--api-port={self.api_port}",
-            "--log-level=warn",
-            "--drain-timeout=5",
-            *self.args,
-            env={**os.environ, "CONFIGPROXY_AUTH_TOKEN": self.token},
-            stdin=asyncio.subprocess.DEVNULL,
-        )
-
-        async def answers() -> bool:
-            try:
-                await self.client().get_routes()
-            except ProxyUnavailable:
-                return False
-            if not expect_workers:
-                return True
-            return f"atrium_proxy_processes {expect_workers + 1}.0" in await self.metrics()
-
-        await eventually(answers)
-        self.workers = children(self.pid)
-        return self
-
-    async def metrics(self) -> str:
-        r = await fetch(f"http://127.0.0.1:{self.api_port}/metrics")
-        return str(r.body.decode())
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    async def stop(self) -> None:
-        if self.proc is None or self.proc.returncode is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            self.proc.terminate()
-        try:
-            await asyncio.wait_for(self.proc.wait(), 15)
-        except TimeoutError:
-            self.proc.kill()
-            await self.proc.wait()
-
-    def kill_all(self) -> None:
-        for pid in {*self.workers, *(children(self.pid) if self.proc else set())}:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.kill()
-
-
 @pytest.fixture
 def db_url(sqlite_db_url: str) -> str:
     """SQLite only: the database backend does not matter here."""
@@ -167,22 +68,6 @@ async def backends() -> AsyncIterator[dict[str, Backend]]:
     for backend in started.values():
         backend.server.stop()
         await backend.server.close_all_connections()
-
-
-@pytest.fixture
-async def proxies() -> AsyncIterator[list[ProxyProc]]:
-    """Proxies a test started; stopped (or killed, with their workers) afterwards."""
-    started: list[ProxyProc] = []
-    yield started
-    for proxy in started:
-        await proxy.stop()
-        proxy.kill_all()
-        for pid in proxy.workers:
-
-            async def gone(pid: int = pid) -> bool:
-                return not pid_alive(pid)
-
-            await eventually(gone, timeout=10)
 
 
 def backend_of(answer: bytes) -> str:

@@ -845,6 +845,8 @@ async def test_a_dropped_keep_alive_connection_is_retried_for_safe_requests(prox
         (["--workers", "0"], b"--workers must be between 1 and 64"),
         (["--workers", "65"], b"--workers must be between 1 and 64"),
         (["--routes-from", "ftp://hub/x"], b"--routes-from must be an http(s):// URL"),
+        (["--routes-wait", "-1"], b"--routes-wait must be between 0 and 3600"),
+        (["--routes-wait", "soon"], b"invalid float value"),
         (["--ssl-key", "/nonexistent/k.pem", "--ssl-cert", "/nonexistent/c.pem"], b"TLS"),
     ],
 )

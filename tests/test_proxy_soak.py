@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from hub.proxy.server.forward import MAX_IDLE_PER_TARGET
-from tests.test_proxy_scaleout import ProxyProc, eventually, proxies  # noqa: F401 (fixture)
+from tests.proxyproc import ProxyProc
+from tests.waits import eventually
 
 GIB = 1024 * 1024 * 1024
 CHUNK = 256 * 1024
@@ -107,7 +108,7 @@ class Peak:
 
 async def test_a_gibibyte_each_way_with_flat_memory(
     backend: int,
-    proxies: list[ProxyProc],  # noqa: F811 (fixture)
+    proxies: list[ProxyProc],
 ) -> None:
     proxy = await ProxyProc(f"--default-target=http://127.0.0.1:{backend}").start()
     proxies.append(proxy)
@@ -149,7 +150,7 @@ async def test_a_gibibyte_each_way_with_flat_memory(
 
 async def test_fds_come_back_after_many_connections(
     backend: int,
-    proxies: list[ProxyProc],  # noqa: F811 (fixture)
+    proxies: list[ProxyProc],
 ) -> None:
     proxy = await ProxyProc(f"--default-target=http://127.0.0.1:{backend}").start()
     proxies.append(proxy)

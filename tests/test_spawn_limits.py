@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from tests.conftest import HubFactory, expect_error
-from tests.test_proxy_scaleout import eventually
+from tests.waits import eventually
 
 SPAWNER = "tests.spawner.ProcessSpawner"
 

@@ -13,7 +13,7 @@ redirect URI and the client's secret give a hub API token, once.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlencode
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
 import orjson
 from oauthlib.oauth2 import FatalClientError, InvalidRequestError, OAuth2Error
@@ -107,11 +107,7 @@ def _as_sent(location: str) -> str:
 
 
 def _client_of(uri: str) -> str:
-    for part in uri.partition("?")[2].split("&"):
-        key, _, value = part.partition("=")
-        if key == "client_id":
-            return unquote(value)[:100]
-    return "?"
+    return parse_qs(urlsplit(uri).query).get("client_id", ["?"])[0][:100]
 
 
 class TokenHandler(web.RequestHandler):

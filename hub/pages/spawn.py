@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from hub.errors import NotFound
+from hub.names import validate_server_name
 from hub.ops.users import get_user
 from hub.pages.base import PageHandler, safe_next
 from hub.rbac.access import Requester
@@ -66,15 +67,24 @@ class SpawnHandler(PageHandler):
         raw = self.get_argument("next", "")[:2000]
         return safe_next(raw, self.ctx.base_url, default)
 
+    def _names(self, name_part: str, server_part: str) -> tuple[str, str]:
+        """The user and server in the URL; a server name that cannot exist is a 400."""
+        server_name = unquote(server_part)
+        if server_name:
+            if not self.ctx.allow_named_servers:
+                raise NotFound("Named servers are not enabled on this hub")
+            validate_server_name(server_name)
+        return unquote(name_part), server_name
+
     async def get(self, name_part: str, server_part: str = "") -> None:
         req = self.require_login()
-        name, server_name = unquote(name_part), unquote(server_part)
+        name, server_name = self._names(name_part, server_part)
         model = await self._model(req, name)
         self.page("spawn.html", **self._values(req, name, server_name, model))
 
     async def post(self, name_part: str, server_part: str = "") -> None:
         req = self.require_login()
-        name, server_name = unquote(name_part), unquote(server_part)
+        name, server_name = self._names(name_part, server_part)
         model = await self._model(req, name)
         server = _server_state(model, server_name)
         if server and server.get("ready"):

@@ -105,6 +105,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"--port must be between 0 and 65535, not {args.port}")
     if not 1 <= args.workers <= 64:
         p.error(f"--workers must be between 1 and 64, not {args.workers}")
+    if not 0 <= args.routes_wait <= 3600:
+        p.error(f"--routes-wait must be between 0 and 3600 seconds, not {args.routes_wait:g}")
     if args.routes_from and not args.routes_from.startswith(("http://", "https://")):
         p.error(f"--routes-from must be an http(s):// URL, not {args.routes_from!r}")
     if args.api_port is None:
