@@ -195,8 +195,13 @@ class Orchestrator:
         spawner.env = server_env(
             self.ctx, self.hub_url, ref.user_name, ref.name, token, spawner.default_url
         )
-        task = self._own(ref.id, self._spawn(ref, spawner))
         server_id = ref.id
+
+        async def save_state(state: dict[str, Any]) -> None:
+            await self.db.run(server_ops.save_state, server_id, state)
+
+        spawner.save_state = save_state
+        task = self._own(ref.id, self._spawn(ref, spawner))
 
         def spawn_over(_task: asyncio.Task[None]) -> None:
             self._spawning.discard(server_id)

@@ -10,7 +10,7 @@ Concrete spawners: `spawners.local` (processes) and `spawners.kubernetes` (pods)
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from traitlets import Dict, Float, Unicode
@@ -49,6 +49,8 @@ class Spawner(LoggingConfigurable):
         self.server_name = server_name
         self.env = dict(env or {})
         self.user_options = dict(user_options or {})
+        # set by the hub before start(): stores get_state() in the database at once
+        self.save_state: Callable[[dict[str, Any]], Awaitable[None]] = _ignore_state
 
     def get_env(self) -> dict[str, str]:
         """The server's environment: `c.Spawner.environment`, then the hub's contract
@@ -85,3 +87,7 @@ class Spawner(LoggingConfigurable):
         """Events while starting: {progress: 0-100, message: str}."""
         return
         yield
+
+
+async def _ignore_state(state: dict[str, Any]) -> None:
+    """The default `save_state`: a spawner used without a hub keeps nothing."""

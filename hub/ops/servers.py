@@ -159,6 +159,14 @@ def spawn_succeeded(session: Session, server_id: int, url: str, state: dict[str,
         user.last_activity = now
 
 
+def save_state(session: Session, server_id: int, state: dict[str, Any]) -> None:
+    """Keep a spawner's state while its server starts, so a hub killed mid-spawn can
+    find (and end) the process when it comes back."""
+    server = session.get(Server, server_id)
+    if server is not None and server.pending == "spawn":
+        server.state = state
+
+
 def mark_stopped(
     session: Session,
     server_id: int,
