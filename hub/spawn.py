@@ -11,6 +11,12 @@ ready only once its route is added: a route that cannot be added fails the
 start with a message saying so, and the server is stopped. A stop deletes the
 route first; if that fails the stop goes on and the proxy check removes the
 route later (it belongs to a server no longer running).
+
+Each start keeps its progress events in a `hub.progress.ProgressLog` that
+`watch()` hands to the progress API, from the first event to the ready or
+failed one. At start-up `adopt()` takes over the servers a previous hub left:
+running ones are polled (kept or marked stopped), unfinished starts and stops
+are ended, so no process survives that the database does not know about.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -32,11 +39,21 @@ from hub.errors import (
     ServiceUnavailable,
     TooManyRequests,
 )
+from hub.log import bounded
 from hub.ops import credentials
 from hub.ops import servers as server_ops
 from hub.ops import users as user_ops
 from hub.ops.context import HubContext
 from hub.ops.servers import ServerRef
+from hub.progress import (
+    ProgressLog,
+    failed_event,
+    follow_spawner,
+    ready_event,
+    requested_event,
+    routing_event,
+    spawning_event,
+)
 from hub.rbac.access import Requester
 from hub.spawnenv import server_env
 from spawners.base import Spawner
@@ -89,6 +106,12 @@ class StopFailed(AtriumError):
 
 
 NO_SPAWNER = "No spawner is configured on this hub (set c.Hub.spawner_class)"
+CANCELLED = "The start was cancelled"
+# failures recorded for servers a restarted hub found (see `Orchestrator.adopt`)
+STOPPED_WHILE_DOWN = "The server stopped while the hub was down"
+INTERRUPTED = "The hub restarted while the server was starting; please start it again"
+# servers adopted at once at start-up (each is a poll, or a stop)
+ADOPT_CONCURRENCY = 20
 
 
 @dataclass(frozen=True)
@@ -102,6 +125,8 @@ class SpawnTimeouts:
     # how long an API request waits before answering 202 and letting the work continue
     slow_spawn: float = 10.0
     slow_stop: float = 10.0
+    # how long the spawn page waits before showing the progress page instead
+    page_spawn: float = 1.0
 
 
 class Orchestrator:
@@ -131,6 +156,8 @@ class Orchestrator:
         self.credentials_revoked: Callable[[], None] = lambda: None
         self._work: dict[int, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        # the events of each start under way, by server id (see `watch`)
+        self.progress: dict[int, ProgressLog] = {}
 
     def _own(self, server_id: int, coro: Any) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.create_task(coro)
@@ -164,9 +191,16 @@ class Orchestrator:
         return spawner
 
     async def start(
-        self, req: Requester, user_name: str, server_name: str, options: object
+        self,
+        req: Requester,
+        user_name: str,
+        server_name: str,
+        options: object,
+        *,
+        wait: float | None = None,
     ) -> Outcome:
-        """Start a server: "ready" if it answered within `slow_spawn`, else "pending"."""
+        """Start a server: "ready" if it answered within `wait` seconds (by default
+        `slow_spawn`), else "pending"."""
         # the server as it is now; also 404 for users and servers `req` may not start
         current = await self.db.run(server_ops.lookup, req, user_name, server_name, "start:servers")
         if self.factory is None:
@@ -185,12 +219,16 @@ class Orchestrator:
                 server_ops.begin_spawn, self.ctx, req, user_name, server_name, options
             )
             self._spawning.add(ref.id)
+            # created before the lock is let go: `watch` relies on it
+            self.progress[ref.id] = ProgressLog()
+            self.progress[ref.id].add(requested_event())
         try:
             spawner = self._spawner_for(ref)
             token = await self.db.run(credentials.issue, self.ctx, ref.id)
         except Exception as e:
             self._spawning.discard(ref.id)
             await self._mark_stopped(ref.id, ref.state, failure=str(e))
+            self._end_progress(ref.id, failed_event(str(e)))
             raise
         spawner.env = server_env(
             self.ctx, self.hub_url, ref.user_name, ref.name, token, spawner.default_url
@@ -207,7 +245,8 @@ class Orchestrator:
             self._spawning.discard(server_id)
 
         task.add_done_callback(spawn_over)
-        done, _ = await asyncio.wait({task}, timeout=self.timeouts.slow_spawn)
+        timeout = self.timeouts.slow_spawn if wait is None else wait
+        done, _ = await asyncio.wait({task}, timeout=timeout)
         if not done:
             return "pending"
         if task.cancelled():
@@ -260,12 +299,49 @@ class Orchestrator:
                 failure=f"The server exited with status {status}",
             )
 
+    def _end_progress(self, server_id: int, event: dict[str, Any]) -> None:
+        """The last event of a start; its log is dropped (watchers still sending it keep
+        their reference until they are done)."""
+        events = self.progress.pop(server_id, None)
+        if events is not None:
+            events.finish(event)
+
     async def _spawn(self, ref: ServerRef, spawner: Spawner) -> None:
+        events = self.progress.setdefault(ref.id, ProgressLog())
+        final = failed_event(SpawnFailed.default_message)
         try:
-            url = await asyncio.wait_for(spawner.start(), timeout=spawner.start_timeout)
+            await self._start_and_route(ref, spawner, events)
+            final = ready_event(self.ctx.user_url(ref.user_name, ref.name))
+        except asyncio.CancelledError:
+            final = failed_event(CANCELLED)
+            raise
+        except SpawnFailed as e:
+            final = failed_event(e.message)
+            raise
+        finally:
+            self._end_progress(ref.id, final)
+
+    async def _start_following(self, spawner: Spawner, events: ProgressLog) -> str:
+        """`spawner.start()`, with the spawner's progress events copied into `events`
+        while it runs."""
+        events.add(spawning_event())
+        follower = asyncio.create_task(follow_spawner(spawner, events))
+        self._tasks.add(follower)
+        follower.add_done_callback(self._tasks.discard)
+        try:
+            return await spawner.start()
+        finally:
+            follower.cancel()
+            await asyncio.wait({follower})
+
+    async def _start_and_route(self, ref: ServerRef, spawner: Spawner, events: ProgressLog) -> None:
+        try:
+            url = await asyncio.wait_for(
+                self._start_following(spawner, events), timeout=spawner.start_timeout
+            )
         except asyncio.CancelledError:
             log.info("Spawn of %s cancelled", ref.log_name)
-            await self._cleanup_failed(ref, spawner, "The start was cancelled")
+            await self._cleanup_failed(ref, spawner, CANCELLED)
             raise
         except TimeoutError:
             message = f"Server did not start within {spawner.start_timeout:g} seconds"
@@ -273,13 +349,16 @@ class Orchestrator:
             await self._cleanup_failed(ref, spawner, message)
             raise SpawnFailed(message) from None
         except Exception as e:
-            log.error("Spawn of %s failed: %s", ref.log_name, e, exc_info=True)
+            # a server that fails to start is a normal event: one line, the details at debug
+            log.error("Spawn of %s failed: %s", ref.log_name, e)
+            log.debug("Spawn of %s failed", ref.log_name, exc_info=True)
             message = f"The server failed to start: {e}"[:500]
             await self._cleanup_failed(ref, spawner, message)
             raise SpawnFailed(message) from None
         if self.routes is None:
             await self.db.run(server_ops.spawn_succeeded, ref.id, url, spawner.get_state())
         else:
+            events.add(routing_event())
             await self._route_and_mark_ready(ref, spawner, url, self.routes)
         log.info("Server %s ready at %s", ref.log_name, url)
 
@@ -293,7 +372,7 @@ class Orchestrator:
         except asyncio.CancelledError:
             log.info("Spawn of %s cancelled", ref.log_name)
             await self._unroute(ref)
-            await self._cleanup_failed(ref, spawner, "The start was cancelled")
+            await self._cleanup_failed(ref, spawner, CANCELLED)
             raise
         except Exception as e:
             # proxy errors carry a short `reason` fit for users (hub.proxy.client)
@@ -413,6 +492,136 @@ class Orchestrator:
         if "pending" in outcomes:
             raise BadRequest(f"{user_name}'s server is in the process of stopping, please wait")
         await self.db.run(user_ops.delete_user, req, user_name)
+
+    # --- progress -------------------------------------------------------------------
+
+    async def watch(self, req: Requester, user_name: str, server_name: str) -> ProgressLog:
+        """The progress events of a server's start, for `req` to follow (JupyterHub's
+        progress API): the live log of a start under way, from its first event; a
+        finished log with the ready event for a running server, or with the failed event
+        for a server whose last start failed. A server neither starting nor running is a
+        400; a server `req` may not read is a 404."""
+        ref = await self.db.run(server_ops.lookup, req, user_name, server_name, "read:servers")
+        if ref is None:
+            if server_name:
+                raise NotFound(f"{user_name} has no server named {bounded(server_name, 64)}")
+            raise BadRequest(f"{user_name}'s server is not starting")
+        events = self.progress.get(ref.id)
+        if events is None and ref.pending == "spawn":
+            # a start creates its log while holding this lock, just after it marked the
+            # server pending: once we hold it, the log exists or that start has ended
+            async with self._admit:
+                events = self.progress.get(ref.id)
+            if events is None:
+                ref = await self.db.run(
+                    server_ops.lookup, req, user_name, server_name, "read:servers"
+                )
+                if ref is None:  # removed meanwhile
+                    raise NotFound(f"{user_name} has no server named {bounded(server_name, 64)}")
+        if events is not None:
+            return events
+        if ref.started and not ref.pending:
+            return ProgressLog.finished(ready_event(self.ctx.user_url(ref.user_name, ref.name)))
+        if ref.pending == "spawn":
+            # left pending by a hub that stopped (no start of this hub is under way)
+            return ProgressLog.finished(failed_event(INTERRUPTED))
+        if not ref.pending and ref.failure:
+            return ProgressLog.finished(failed_event(ref.failure))
+        if ref.pending == "stop":
+            raise BadRequest(f"{ref.log_name} is not starting, it is stopping")
+        raise BadRequest(f"{ref.log_name} is not starting")
+
+    def landing_url(self, ref: ServerRef) -> str:
+        """Where a person goes once the server is ready: its prefix, plus the spawner's
+        `default_url` when this hub has the server's spawner (otherwise the server sends
+        people there itself, from JUPYTERHUB_DEFAULT_URL)."""
+        url = self.ctx.user_url(ref.user_name, ref.name)
+        spawner = self.spawners.get(ref.id)
+        if spawner is not None and spawner.default_url:
+            url += spawner.default_url.lstrip("/")
+        return url
+
+    # --- adopting a previous hub's servers ----------------------------------------------
+
+    async def adopt(self) -> None:
+        """Take over the servers the database records as running, starting or stopping,
+        ADOPT_CONCURRENCY at a time; run at start-up before the hub listens.
+
+        Running servers are polled through their spawner (from the stored state): a live
+        one is kept (its spawner stays in `spawners`), a gone one is marked stopped. A
+        start the previous hub never finished is ended with `stop(now=True)`, so its
+        process cannot survive unaccounted for, and a stop is finished. Routes follow the
+        database when the proxy is reconciled next (`hub.proxy.supervisor`), which
+        adds the live servers' routes and removes the others'.
+        """
+        refs = await self.db.run(server_ops.recorded_servers)
+        if not refs:
+            return
+        if self.factory is None:
+            log.warning(
+                "%d servers are recorded as running or pending, but no spawner is "
+                "configured (c.Hub.spawner_class), so they are left as they are",
+                len(refs),
+            )
+            return
+        gate = asyncio.Semaphore(ADOPT_CONCURRENCY)
+
+        async def one(ref: ServerRef) -> str:
+            async with gate:
+                return await self._adopt(ref)
+
+        results = await asyncio.gather(*(one(ref) for ref in refs), return_exceptions=True)
+        counts: Counter[str] = Counter()
+        for ref, result in zip(refs, results, strict=True):
+            if isinstance(result, BaseException):
+                log.error("Adopting %s failed: %s", ref.log_name, result)
+                counts["failed"] += 1
+            else:
+                counts[result] += 1
+        log.info(
+            "Servers of the previous hub: %d running, %d had stopped, %d unfinished starts "
+            "ended, %d unfinished stops finished, %d could not be settled",
+            counts["running"],
+            counts["gone"],
+            counts["ended"],
+            counts["stopped"],
+            counts["failed"],
+        )
+
+    async def _adopt(self, ref: ServerRef) -> str:
+        spawner = self._spawner_for(ref)
+        if ref.pending == "stop":
+            try:
+                await self._stop(ref, remove=False)
+            except StopFailed:
+                return "failed"  # logged; the server is recorded as running again
+            return "stopped"
+        if ref.pending == "spawn":
+            try:
+                await asyncio.wait_for(spawner.stop(now=True), timeout=spawner.stop_timeout)
+            except Exception as e:
+                # left pending: a later stop or start of this server tries again
+                self.spawners.pop(ref.id, None)
+                log.error("Ending the unfinished start of %s failed: %s", ref.log_name, e)
+                return "failed"
+            spawner.clear_state()
+            self.spawners.pop(ref.id, None)
+            await self._mark_stopped(ref.id, spawner.get_state(), failure=INTERRUPTED)
+            log.info("Ended the start of %s that the previous hub left unfinished", ref.log_name)
+            return "ended"
+        try:
+            status = await asyncio.wait_for(spawner.poll(), timeout=spawner.stop_timeout)
+        except Exception as e:
+            # not known to be gone: kept as running (a later poll decides)
+            log.warning("Polling %s failed: %s; it is kept as running", ref.log_name, e)
+            return "running"
+        if status is None:
+            return "running"
+        log.warning("Server %s stopped while the hub was down (status %s)", ref.log_name, status)
+        self.spawners.pop(ref.id, None)
+        spawner.clear_state()
+        await self._mark_stopped(ref.id, spawner.get_state(), failure=STOPPED_WHILE_DOWN)
+        return "gone"
 
     async def stop_all(self) -> None:
         """Stop every server this hub knows to be running (used at shutdown if configured)."""

@@ -13,6 +13,9 @@ may override `start_delay` and `failure` for that one start:
 - `stop_delay`: seconds stop() waits before it signals the process;
 - `fail_stop`: how many stop() calls raise before one succeeds.
 
+While a server starts, `progress()` yields an event once its process runs and
+one every `progress_interval` seconds until it answers.
+
 Every process started here is remembered (`started_pids`) and killed at
 interpreter exit if still running, so a failing test cannot leak one.
 """
@@ -27,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from traitlets import Bool, Enum, Float, Integer, List, Unicode
@@ -96,6 +100,9 @@ class ProcessSpawner(Spawner):
     cmd = List(
         Unicode(),
         help="Run this instead of http.server ({port} is replaced by the port to listen on).",
+    ).tag(config=True)
+    progress_interval = Float(
+        0.5, help="Seconds between progress events while the server does not answer yet."
     ).tag(config=True)
     kill_at_exit = Bool(
         True,
@@ -169,6 +176,21 @@ class ProcessSpawner(Spawner):
             return False
         finally:
             writer.close()
+
+    async def progress(self) -> AsyncIterator[dict[str, Any]]:
+        """Events while starting (the hub stops reading them when the start ends)."""
+        # start() sets the pid once the process runs (polled, so start() stays as it is)
+        while not self.pid:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+        yield {"progress": 30, "message": f"Server process {self.pid} started"}
+        waited = 0.0
+        while True:
+            await asyncio.sleep(self.progress_interval)
+            waited += self.progress_interval
+            yield {
+                "progress": min(85, 30 + int(waited * 10)),
+                "message": f"Waiting for the server to answer ({waited:.1f} s)",
+            }
 
     async def stop(self, now: bool = False) -> None:
         if self.fail_stop > 0:

@@ -37,6 +37,8 @@ class ServerRef:
     pending: str | None
     started: bool
     url: str | None
+    # why its last start failed or it stopped unexpectedly; None after a clean stop
+    failure: str | None = None
 
     @property
     def log_name(self) -> str:
@@ -54,6 +56,7 @@ def _ref(server: Server, user_name: str) -> ServerRef:
         server.pending,
         server.started is not None,
         server.url,
+        server.failure,
     )
 
 
@@ -221,6 +224,17 @@ def active_servers(session: Session, user_name: str) -> list[ServerRef]:
         .where(or_(Server.started.is_not(None), Server.pending.is_not(None)))
     ).all()
     return [_ref(server, user_name) for server in rows]
+
+
+def recorded_servers(session: Session) -> list[ServerRef]:
+    """Every server recorded as running, starting or stopping, over all users (what a
+    hub coming up must adopt)."""
+    rows = session.execute(
+        select(Server, User.name)
+        .join(User)
+        .where(or_(Server.started.is_not(None), Server.pending.is_not(None)))
+    ).all()
+    return [_ref(server, name) for server, name in rows]
 
 
 def running_servers(session: Session) -> list[ServerRef]:
