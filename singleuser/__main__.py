@@ -1,0 +1,3 @@
+from singleuser.app import main
+
+main()
