@@ -33,8 +33,24 @@ sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 from singleuser import hubenv  # noqa: E402
 
 
+def _skip_yarn_probe() -> None:
+    """JupyterLab asks yarn (a node process, ~0.5 s) for its package registry when
+    `jupyterlab.labapp` is imported, for building extensions, which a hub's server
+    does not do; it gets the default registry without asking."""
+    try:
+        import jupyterlab.commands as commands
+    except ImportError:
+        return
+
+    def no_yarn_config(logger: Any) -> dict[str, dict[str, str]]:
+        return {"yarn config": {}, "npm config": {}}
+
+    commands._yarn_config = no_yarn_config
+
+
 def preload() -> None:
     """Import everything a server start needs (for a pre-forked template)."""
+    _skip_yarn_probe()
     import ipykernel.kernelspec  # noqa: F401
     import jupyter_server.serverapp
     import jupyter_server.services.contents.largefilemanager  # noqa: F401
@@ -166,6 +182,7 @@ def main(argv: list[str] | None = None) -> None:
     if hub.disable_user_config:
         _disable_user_config()
     _secure_runtime_dir()
+    _skip_yarn_probe()
     os.makedirs(hub.root_dir, exist_ok=True)
     cls = make_app_class()
     from singleuser.activity import ActivityReporter
