@@ -7,6 +7,7 @@ lands on the user's running server, through the real proxy.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -207,7 +208,10 @@ async def test_spawn_page(hub_factory: HubFactory) -> None:
     assert r.code == 403
     model = (await hub.api("GET", "/users/ann")).json()
     assert model["servers"] == {}
-    # start: on to the server once it is ready
+    # start: on to the server once it is ready (the page waits a while for it)
+    hub.state.orchestrator.timeouts = dataclasses.replace(
+        hub.state.orchestrator.timeouts, page_spawn=30
+    )
     r = await browser.request(
         "POST", "/hub/spawn/ann", {"_xsrf": await browser.xsrf(), "next": "/user/ann/tree"}
     )
@@ -267,17 +271,23 @@ async def test_spawn_page_for_a_slow_start(hub_factory: HubFactory) -> None:
     browser = Browser(hub)
     await browser.login("ann")
     r = await browser.request("POST", "/hub/spawn/ann", {"_xsrf": await browser.xsrf()})
-    assert r.code == 202  # still starting: the page says so
-    text = r.body.decode()
-    assert "Please wait" in text
-    assert "Starting: this page shows the server once it is ready" in text
+    assert r.code == 302  # still starting: on to the page that follows the start
+    assert r.headers["Location"] == "/hub/spawn-pending/ann"
+    page = await browser.request("GET", "/hub/spawn-pending/ann")
+    text = page.body.decode()
+    assert "Your server is starting" in text
     assert "Start my server" not in text  # no second start while one runs
+    # the spawn page sends people who open it meanwhile to the progress too
+    r = await browser.request("GET", "/hub/spawn/ann?next=/user/ann/lab")
+    assert r.headers["Location"] == "/hub/spawn-pending/ann?next=/user/ann/lab"
 
     async def running() -> bool:
         page = await browser.request("GET", "/hub/spawn/ann")
         return "Your server is running" in page.body.decode()
 
     await eventually(running)
+    r = await browser.request("GET", "/hub/spawn-pending/ann")
+    assert (r.code, r.headers["Location"]) == (302, "/user/ann/")
 
 
 async def test_spawn_page_when_the_start_fails(hub_factory: HubFactory) -> None:
@@ -286,11 +296,14 @@ async def test_spawn_page_when_the_start_fails(hub_factory: HubFactory) -> None:
     browser = Browser(hub)
     await browser.login("ann")
     r = await browser.request("POST", "/hub/spawn/ann", {"_xsrf": await browser.xsrf()})
-    assert r.code >= 500
+    # the page that follows starts says what happened, and offers to try again
+    assert (r.code, r.headers["Location"]) == (302, "/hub/spawn-pending/ann")
+    r = await browser.request("GET", "/hub/spawn-pending/ann")
     text = r.body.decode()
     assert r.headers["Content-Type"].startswith("text/html")
-    assert "Something went wrong" in text
+    assert "Your server could not start" in text
     assert "failed to start" in text  # what happened, in words a student can act on
+    assert "Try again" in text
     assert "Traceback" not in text
     page = await browser.request("GET", "/hub/spawn/ann")
     assert "Start my server" in page.body.decode()  # it can be tried again

@@ -4,7 +4,9 @@ Pages are rendered on the server from `hub/templates` (Jinja2, autoescaped).
 A person is identified by the signed login cookie (`LOGIN_COOKIE`, holding the
 user's `cookie_id`; rotating that id logs them out everywhere), scoped to the
 hub's path, httponly, SameSite=Lax, and secure over https. Every form that
-changes something carries tornado's XSRF token.
+changes something carries tornado's XSRF token. Pages run no script, except
+one that asks for `script_nonce()`: its CSP then allows that page's own inline
+script and connections back to this site (EventSource), nothing else.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ def login_cookie(handler: web.RequestHandler, max_age_days: float) -> tuple[str,
 
 class PageHandler(web.RequestHandler):
     requester: Requester | None = None
+    _script_nonce: str | None = None
 
     @property
     def hub(self) -> HubState:
@@ -85,11 +88,23 @@ class PageHandler(web.RequestHandler):
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Cache-Control", "no-store")
         self.set_header("Referrer-Policy", "same-origin")
-        self.set_header(
-            "Content-Security-Policy",
-            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
-            f"form-action 'self'; frame-ancestors {self.hub.frame_ancestors}",
+        self._script_nonce = None
+        self.set_header("Content-Security-Policy", self._csp())
+
+    def _csp(self, scripts: str = "") -> str:
+        return (
+            f"default-src 'none'; {scripts}style-src 'unsafe-inline'; img-src 'self' data:; "
+            f"form-action 'self'; frame-ancestors {self.hub.frame_ancestors}"
         )
+
+    def script_nonce(self) -> str:
+        """The nonce of this page's inline script (`<script nonce="...">`), new for each
+        response; the page may then also connect back to this site."""
+        if self._script_nonce is None:
+            self._script_nonce = secrets.token_urlsafe(18)
+            scripts = f"script-src 'nonce-{self._script_nonce}'; connect-src 'self'; "
+            self.set_header("Content-Security-Policy", self._csp(scripts))
+        return self._script_nonce
 
     async def prepare(self) -> None:
         login = login_cookie(self, self.hub.cookie_max_age_days)
