@@ -48,6 +48,9 @@ def _skip_yarn_probe() -> None:
     commands._yarn_config = no_yarn_config
 
 
+ANNOUNCEMENTS_PLUGIN = "@jupyterlab/apputils-extension:announcements"
+
+
 def preload() -> None:
     """Import everything a server start needs (for a pre-forked template)."""
     _skip_yarn_probe()
@@ -128,6 +131,9 @@ def make_app_class() -> Any:
             c.ServerApp.disable_check_xsrf = False
             c.ServerApp.password = ""
             c.IdentityProvider.token = ""
+            # a hub's server does not phone home for news or updates on its users' behalf
+            c.LabApp.news_url = None
+            c.LabApp.check_for_updates_class = "jupyterlab.NeverCheckForUpdate"
             if hub.kernel_transport == "ipc":
                 c.KernelManager.transport = "ipc"
                 c.MappingKernelManager.kernel_manager_class = (
@@ -156,6 +162,9 @@ def make_app_class() -> Any:
             page_config["hubUser"] = hub.user
             page_config["hubServerName"] = hub.server_name
             page_config["shareUrl"] = ""
+            # the "get Jupyter news?" prompt: this server does not fetch news (news_url)
+            disabled = list(page_config.get("disabledExtensions") or [])
+            page_config["disabledExtensions"] = [*disabled, ANNOUNCEMENTS_PLUGIN]
             return page_config
 
         def start_ioloop(self) -> None:

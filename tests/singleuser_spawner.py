@@ -16,7 +16,7 @@ from traitlets import Dict, List, Unicode
 from tests.spawner import ProcessSpawner
 
 # tests run as root here and in CI: the server must be told that is meant
-SERVER = [sys.executable, "-m", "singleuser", "--ServerApp.log_level=WARN", "--allow-root"]
+SERVER = [sys.executable, "-m", "singleuser", "--ServerApp.log_level=INFO", "--allow-root"]
 
 
 def user_tree(root: Path, name: str) -> dict[str, str]:

@@ -1,0 +1,94 @@
+"""A person, a browser, JupyterLab: the whole path through the real parts.
+
+Chromium logs in at the hub, starts the server, lands in JupyterLab (through
+the built-in proxy and the hub's OAuth), makes a notebook, runs `print(6*7)`,
+sees 42, saves; the server is stopped and started again and the notebook is
+still there with its output. Screenshots go to the test's tmp_path.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.browser import browser_page
+from tests.conftest import HubFactory
+from tests.test_pages import PASSWORD
+from tests.test_singleuser import start_hub
+
+LAB_TIMEOUT = 60_000  # ms; JupyterLab's first load on a busy 2-core machine
+
+
+@pytest.fixture
+def db_url(sqlite_db_url: str) -> str:
+    return sqlite_db_url
+
+
+async def test_log_in_run_a_cell_save_restart(hub_factory: HubFactory, tmp_path: Path) -> None:
+    hub, public = await start_hub(hub_factory, tmp_path)
+    await hub.add_user("ann", password=PASSWORD)
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    async with browser_page() as page:
+        await page.goto(f"{public}/hub/login")
+        await page.get_by_label("Username").fill("ann")
+        await page.get_by_label("Password").fill(PASSWORD)
+        await page.get_by_role("button", name="Log in").click()
+        await page.wait_for_url(re.compile(r".*/hub/spawn/ann.*"))
+        await page.get_by_role("button", name="Start my server").click()
+        await page.wait_for_url(re.compile(r".*/user/ann/lab.*"), timeout=LAB_TIMEOUT)
+
+        # JupyterLab's launcher: a new Python notebook
+        card = page.locator('.jp-LauncherCard[data-category="Notebook"]').first
+        await card.wait_for(timeout=LAB_TIMEOUT)
+        await page.screenshot(path=str(shots / "1-launcher.png"))
+        await card.click()
+        editor = page.locator(".jp-NotebookPanel .jp-Cell .cm-content").first
+        await editor.wait_for(timeout=LAB_TIMEOUT)
+        # the kernel is up once the status bar says so
+        await page.get_by_text(re.compile(r"Python 3 \(ipykernel\) \| Idle")).wait_for(
+            timeout=LAB_TIMEOUT
+        )
+        await editor.click()
+        await page.keyboard.type("print(6*7)")
+        await page.keyboard.press("Shift+Enter")
+        output = page.locator(".jp-NotebookPanel .jp-OutputArea-output").first
+        try:
+            await output.wait_for(timeout=LAB_TIMEOUT)
+        finally:
+            await page.screenshot(path=str(shots / "2-ran.png"))
+        assert (await output.inner_text()).strip() == "42"
+        await page.locator('.jp-NotebookPanel-toolbar [data-command="docmanager:save"]').click()
+        await page.get_by_role("button", name="Rename and Save").click()
+        notebook = tmp_path / "users" / "ann" / "home" / "Untitled.ipynb"
+
+        async def saved_with_output() -> bool:
+            if not notebook.exists():
+                return False
+            cells = orjson.loads(notebook.read_bytes())["cells"]
+            return any(
+                o.get("text") == ["42\n"] or o.get("text") == "42\n"
+                for c in cells
+                for o in c.get("outputs", [])
+            )
+
+        from tests.waits import eventually
+
+        try:
+            await eventually(saved_with_output, timeout=30)
+        finally:
+            await page.screenshot(path=str(shots / "2b-saved.png"))
+
+        # stop the server, start it again: the notebook and its output are still there
+        assert (await hub.api("DELETE", "/users/ann/server")).status in (202, 204)
+        await page.goto(f"{public}/hub/spawn/ann")
+        await page.get_by_role("button", name="Start my server").click()
+        await page.wait_for_url(re.compile(r".*/user/ann/lab.*"), timeout=LAB_TIMEOUT)
+        await page.goto(f"{public}/user/ann/lab/tree/Untitled.ipynb")
+        output = page.locator(".jp-NotebookPanel .jp-OutputArea-output").first
+        await output.wait_for(timeout=LAB_TIMEOUT)
+        assert (await output.inner_text()).strip() == "42"
+        await page.screenshot(path=str(shots / "3-reopened.png"))
