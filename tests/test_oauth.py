@@ -183,12 +183,51 @@ async def test_someone_else_cannot_log_in_to_anns_server(hub_factory: HubFactory
     assert r.code == 403
     assert "Location" not in r.headers
     assert "not your server" in r.body.decode()
-    # an admin may (admins hold access:servers for every server)
+    # an admin may (admins hold access:servers for every server), once they confirm
     admin = Browser(hub)
     await hub.api("PATCH", "/users/bo", {"admin": True})
     await admin.login("bo")
-    r = await admin.request("GET", authorize_path(server, challenge))
-    assert r.code == 302
+    await confirm_and_get_code(admin, server, challenge, "ann")
+
+
+async def confirm_and_get_code(browser: Browser, server: Server, challenge: str, owner: str) -> str:
+    """Someone else's server: a confirmation page first, and a code only after the
+    form (with its XSRF token) is sent."""
+    path = authorize_path(server, challenge)
+    r = await browser.request("GET", path)
+    assert r.code == 200, r.body[:300]
+    page = r.body.decode()
+    assert "Authorize access" in page
+    assert f"<strong>{owner}</strong>'s server" in page
+    assert "Location" not in r.headers
+    # without the XSRF token the confirmation is refused and no code is issued
+    r = await browser.request("POST", path, {})
+    assert r.code == 403
+    r = await browser.request("POST", path, {"_xsrf": await browser.xsrf()})
+    assert r.code == 302, r.body[:300]
+    query = parse_qs(urlsplit(r.headers["Location"]).query)
+    return query["code"][0]
+
+
+async def test_a_shared_server_asks_before_letting_someone_in(hub_factory: HubFactory) -> None:
+    hub, server = await setup(hub_factory)
+    # ann's server is shared with bo through a role (roles come from the config: a
+    # second hub on the same database loads it)
+    share = {"name": "ann-share", "scopes": ["access:servers!server=ann/"], "users": ["bo"]}
+    hub = await hub_factory(spawner_class=SPAWNER, load_roles=[share])
+    browser = Browser(hub)
+    await browser.login("bo")
+    verifier, challenge = pkce()
+    code = await confirm_and_get_code(browser, server, challenge, "ann")
+    status, token = await exchange(hub, server, code, verifier)
+    assert status == 200, token
+    me = (await hub.api("GET", "/user", token=token["access_token"])).json()
+    assert me["name"] == "bo"
+    assert "access:servers!server=ann/" in me["scopes"]
+    # her own server: no page, a code at once
+    owner = Browser(hub)
+    await owner.login("ann")
+    assert await code_for(owner, server, challenge)
 
 
 async def test_logging_out_of_the_hub_revokes_that_sessions_tokens(

@@ -3,8 +3,10 @@
 Authorize (a browser, logged in to the hub): the request is checked (client,
 exact redirect URI, PKCE S256, scopes); a person who may use what the client
 asks for (for a server: `access:servers` on it) is sent back to the client
-with a code at once; anyone else gets a 403 page. A request whose client or
-redirect URI is wrong is never redirected anywhere: it gets a 400 page.
+with a code: at once for their own server, after confirming on a page for
+anything else (a server someone shared with them); anyone else gets a 403
+page. A request whose client or redirect URI is wrong is never redirected
+anywhere: it gets a 400 page.
 
 Token (the client, server to server): the code, the PKCE verifier, the exact
 redirect URI and the client's secret give a hub API token, once.
@@ -12,14 +14,17 @@ redirect URI and the client's secret give a hub API token, once.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
 import orjson
 from oauthlib.oauth2 import FatalClientError, InvalidRequestError, OAuth2Error
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from tornado import web
 
+from hub.db.models import OAuthClient
 from hub.errors import BadRequest, Forbidden
 from hub.oauth.provider import ORIGIN, server_for
 from hub.ops.identity import groups_lookup
@@ -47,9 +52,26 @@ def _may_use(session: Session, req: Requester, wanted: list[str]) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class Consent:
+    """The person must confirm before the client gets a code."""
+
+    client: str
+    description: str
+    owner: str  # whose server the client is ("" for other clients)
+
+
+def _server_owner(scopes: list[str]) -> str:
+    """The user whose server a client opens (its access:servers!server=<user>/<name>)."""
+    for scope in scopes:
+        if scope.startswith("access:servers!server="):
+            return scope.partition("=")[2].partition("/")[0]
+    return ""
+
+
 def _authorize(
-    session: Session, uri: str, headers: dict[str, str], req: Requester
-) -> tuple[int, dict[str, str], str]:
+    session: Session, uri: str, headers: dict[str, str], req: Requester, confirmed: bool
+) -> tuple[int, dict[str, str], str] | Consent:
     server = server_for(session)
     wanted, credentials = server.validate_authorization_request(uri, "GET", None, headers)
     request = credentials.get("request")
@@ -63,6 +85,14 @@ def _authorize(
             f"{req.name} may not use {credentials['client_id'][:100]} "
             "(it is not your server, and it was not shared with you)"
         )
+    client = session.scalar(
+        select(OAuthClient).where(OAuthClient.identifier == credentials["client_id"])
+    )
+    owner = _server_owner(list(client.allowed_scopes)) if client is not None else ""
+    if not confirmed and owner != req.name:
+        # someone else's server (shared with this person), or another application
+        description = client.description if client is not None else credentials["client_id"]
+        return Consent(str(credentials["client_id"]), description, owner)
     credentials = {
         **credentials,
         "user_id": req.id,
@@ -76,13 +106,22 @@ def _authorize(
 
 
 class AuthorizeHandler(PageHandler):
+    """GET: a code at once for your own server; a confirmation page for anything else.
+    POST (that page's form, with the XSRF token): the person confirmed."""
+
     async def get(self) -> None:
+        await self._authorize(confirmed=False)
+
+    async def post(self) -> None:
+        await self._authorize(confirmed=True)
+
+    async def _authorize(self, confirmed: bool) -> None:
         req = self.require_login()
         path, _, query = (self.request.uri or "").partition("?")
         uri = f"{ORIGIN}{path}?{absolute_redirects(query)}"
         headers = {"Content-Type": "application/x-www-form-urlencoded"}
         try:
-            status, out_headers, _body = await self.db.run(_authorize, uri, headers, req)
+            outcome = await self.db.run(_authorize, uri, headers, req, confirmed)
         except FatalClientError as e:
             # wrong client or redirect URI: never send the browser there
             log.info("OAuth authorize refused: %s", e.description)
@@ -93,6 +132,16 @@ class AuthorizeHandler(PageHandler):
                 self.redirect(_as_sent(e.in_uri(e.redirect_uri)))
                 return
             raise BadRequest(f"This sign-in link is not valid: {e.description}") from None
+        if isinstance(outcome, Consent):
+            self.page(
+                "oauth_consent.html",
+                action=self.request.uri,
+                client=outcome.client,
+                description=outcome.description,
+                owner=outcome.owner,
+            )
+            return
+        status, out_headers, _body = outcome
         location = _as_sent(out_headers.get("Location", ""))
         if status == 302 and location:
             log.info("OAuth code for %s issued to %s", req.name, _client_of(uri))
