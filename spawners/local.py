@@ -13,9 +13,10 @@ Two modes (`LocalProcessSpawner.mode`):
   runtime directory under `runtime_root` (default /run/atrium), owned by the user.
 
 A start never leaves an orphan behind: the server process is forked waiting at
-a start gate (a pipe only the hub writes to), put in its cgroups, and only once
-its pid, start time and cgroups are saved in the database (`save_state`) does
-the hub release it. A hub killed before that point closes the gate, and the
+a start gate (a pipe only the hub writes to, `spawners.launcher`), put in its
+cgroups, and only once its pid, start time and cgroups are saved in the
+database (`save_state`) does the hub release it, writing its spec (user,
+environment, limits) to the gate. A hub killed before that point closes the gate, and the
 process exits; a hub killed later has saved enough for its successor to adopt
 or stop the server. Servers run in their own session, with a clean environment
 (a short allow-list of the hub's variables plus the JUPYTERHUB_* contract) and
@@ -25,25 +26,20 @@ With the default command the server is forked from a template process that has
 already imported the single-user stack (`spawners.template`), which saves most
 of a start; other commands, or a template that cannot run, use a plain exec.
 Limits (`mem_limit`, `cpu_limit`, `proc_limit`) use cgroups where the hub may
-create them, else rlimits (`spawners.limits`). Processes are identified by pid
-and start time (`spawners.procinfo`), directories made safely by
-`spawners.userdirs`.
+create them, else rlimits (`spawners.limits`). A started server's processes are
+watched and ended by `spawners.serverproc` (pid + start time); accounts and directories come from
+`spawners.localuser`, which makes them with `spawners.userdirs`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import pwd
-import re
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-from dataclasses import dataclass
 from typing import Any
 
 from traitlets import Bool, Enum, Float, Integer, List, TraitError, Unicode, validate
@@ -52,52 +48,24 @@ from spawners import procinfo
 from spawners.base import Spawner, SpawnError
 from spawners.launcher import gate_message
 from spawners.limits import Limits, ServerCgroups, create_cgroups, rlimit_fallback
-from spawners.template import (
-    TemplateClient,
-    TemplateUnavailable,
-    get_template,
-    running_templates,
+from spawners.localuser import (
+    Account,
+    Layout,
+    hub_account,
+    one_account_dirs,
+    system_account,
+    system_user_dirs,
 )
-from spawners.userdirs import Level, ensure_dirs, log_tail, open_log, safe_component
+from spawners.serverproc import MARKER_VAR, ServerProcess, adopt_child
+from spawners.template import TemplateClient, TemplateUnavailable, get_template
+from spawners.userdirs import log_tail, safe_component
 
 DEFAULT_CMD = ["atrium-singleuser"]
-LOG_NAME = "atrium-server.log"
-MARKER_VAR = "ATRIUM_SERVER_ID"  # unique per start, inherited by all the server starts
 # the plain-exec path: a stdlib-only script that waits at the gate, becomes the server
 # (user, limits, environment) and execs its command
 LAUNCHER = [sys.executable, "-I", "-S", os.path.join(os.path.dirname(__file__), "launcher.py")]
-_UNIX_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 
-# plain-exec servers this process started, until reaped (any spawner instance may poll)
-_children: dict[int, subprocess.Popen[bytes]] = {}
 _warned: set[str] = set()
-
-
-@dataclass(frozen=True)
-class Account:
-    """Whose server it is on this machine. `switch`: run it as this account (root hub)."""
-
-    name: str
-    uid: int
-    gid: int
-    groups: list[int]
-    home: str
-    shell: str
-    switch: bool
-
-
-@dataclass
-class Layout:
-    home: str
-    data: str
-    runtime: str
-    log_path: str
-    log_fd: int
-
-
-def _default_users_root() -> str:
-    data_home = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
-    return os.path.join(data_home, "atrium", "users")
 
 
 def _url_host(ip: str) -> str:
@@ -260,61 +228,49 @@ class LocalProcessSpawner(Spawner):
     # --- state ---------------------------------------------------------------------
 
     def clear_state(self) -> None:
-        pid = getattr(self, "pid", 0)
-        popen = _children.get(pid)
-        if popen is not None and popen.poll() is not None:
-            del _children[pid]
-        self.pid = 0
-        self.start_time = 0
-        self.boot = ""
-        self.pgid = 0
+        server = getattr(self, "server", None)
+        if server is not None:
+            server.forget()
+        self.server = ServerProcess()
         self.port = 0
-        self.uid: int | None = None
-        self.marker = ""
-        self.via = ""
+        self.via = ""  # "template" or "exec"
         self.log_path = ""
-        self.cgroups = ServerCgroups()
-        self.exit_status: int | None = None
-        self._template: TemplateClient | None = None
+
+    # what tests and logs look at most
+    @property
+    def pid(self) -> int:
+        return self.server.pid
+
+    @property
+    def start_time(self) -> int:
+        return self.server.start_time
+
+    @property
+    def cgroups(self) -> ServerCgroups:
+        return self.server.cgroups
 
     def get_state(self) -> dict[str, Any]:
-        if not self.pid and not self.cgroups.paths:
+        if not self.server.pid and not self.server.cgroups.paths:
             return {}
         return {
-            "pid": self.pid,
-            "start_time": self.start_time,
-            "boot_id": self.boot,
-            "pgid": self.pgid,
+            **self.server.state(),
             "port": self.port,
             "mode": self.mode,
-            "uid": self.uid,
-            "marker": self.marker,
             "via": self.via,
             "log": self.log_path,
-            "cgroups": list(self.cgroups.paths),
-            "cgroup_parents": list(self.cgroups.parents),
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.clear_state()
-        self.pid = int(state.get("pid") or 0)
-        self.start_time = int(state.get("start_time") or 0)
-        self.boot = str(state.get("boot_id") or "")
-        self.pgid = int(state.get("pgid") or self.pid)
+        self.server = ServerProcess.from_state(state)
         self.port = int(state.get("port") or 0)
-        uid = state.get("uid")
-        self.uid = None if uid is None else int(uid)
-        self.marker = str(state.get("marker") or "")
         self.via = str(state.get("via") or "")
         self.log_path = str(state.get("log") or "")
-        self.cgroups = ServerCgroups(
-            paths=[str(p) for p in state.get("cgroups") or []],
-            parents=[str(p) for p in state.get("cgroup_parents") or []],
-        )
 
     # --- start ---------------------------------------------------------------------
 
     async def start(self) -> str:
+        self.clear_state()  # a spawner's state is that of its latest start
         self.begin_progress()
         layout: Layout | None = None
         try:
@@ -334,13 +290,13 @@ class LocalProcessSpawner(Spawner):
     async def _start(self, account: Account, layout: Layout) -> str:
         connect_ip = self.ip if self.ip not in ("", "0.0.0.0", "::") else "127.0.0.1"  # noqa: S104
         self.port = _free_port(connect_ip)
-        self.marker = secrets.token_hex(16)
-        self.uid = account.uid
+        self.server.marker = secrets.token_hex(16)
+        self.server.uid = account.uid
         self.log_path = layout.log_path
         env = self._server_env(account, layout)
         prefix = env.get("JUPYTERHUB_SERVICE_PREFIX") or "/"
         limits = Limits(self.mem_limit, self.cpu_limit, self.proc_limit)
-        self._make_cgroups(limits, account)
+        self._make_cgroups(limits)
         rlimits, warnings = rlimit_fallback(limits, self._not_enforced(limits), account.switch)
         for warning in warnings:
             if warning not in _warned:
@@ -357,11 +313,9 @@ class LocalProcessSpawner(Spawner):
         gate_r, gate_w = os.pipe()
         try:
             pid, argv = await self._launch(layout, env, gate_r, gate_w)
-            self.pid = self.pgid = pid
-            self.start_time = procinfo.start_time(pid) or 0
-            self.boot = procinfo.boot_id()
+            self.server.forked(pid)
             self.report_progress(30, f"server process started (pid {pid})")
-            self.cgroups.place(pid)
+            self.server.cgroups.place(pid)
             # a hub killed from here on has recorded what its successor needs to stop it
             await self.save_state(self.get_state())
             await self._release(gate_w, gate_message({**spec, "argv": argv}))
@@ -374,119 +328,20 @@ class LocalProcessSpawner(Spawner):
 
     async def _account(self) -> Account:
         if self.mode == "one-account":
-            uid = os.geteuid()
-            if uid == 0 and not self.allow_root:
-                raise SpawnError(
-                    "this hub runs as root and would run user servers as root too; "
-                    "set LocalProcessSpawner.mode = 'system-users' (each server as its "
-                    "user's account) or run the hub as an ordinary account"
-                )
-            try:
-                entry = pwd.getpwuid(uid)
-                name, shell = entry.pw_name, entry.pw_shell
-            except KeyError:
-                name, shell = str(uid), "/bin/sh"
-            return Account(name, uid, os.getegid(), [], "", shell, switch=False)
-        entry = await self._system_account()
-        if entry.pw_uid == 0:
-            raise SpawnError(
-                f"the Unix account {entry.pw_name!r} is root (uid 0); "
-                "user servers never run as root"
-            )
-        if entry.pw_uid < self.min_uid:
-            raise SpawnError(
-                f"the Unix account {entry.pw_name!r} has uid {entry.pw_uid}, below "
-                f"LocalProcessSpawner.min_uid ({self.min_uid}): system accounts never run "
-                "user servers"
-            )
-        groups = os.getgrouplist(entry.pw_name, entry.pw_gid)
-        return Account(
-            entry.pw_name,
-            entry.pw_uid,
-            entry.pw_gid,
-            groups,
-            entry.pw_dir,
-            entry.pw_shell or "/bin/sh",
-            switch=True,
-        )
+            return hub_account(self.allow_root)
 
-    async def _system_account(self) -> pwd.struct_passwd:
-        name = self.user_name
-        try:
-            return pwd.getpwnam(name)
-        except KeyError:
-            pass
-        if not _UNIX_NAME.match(name):
-            raise SpawnError(
-                f"{name!r} cannot be a Unix account name (use lower-case letters, digits, "
-                "'-' and '_', at most 32 characters, starting with a letter); ask an "
-                "administrator"
-            )
-        if not self.create_system_users:
-            raise SpawnError(
-                f"there is no Unix account named {name!r} on this machine; ask an "
-                "administrator to create it"
-            )
-        self.report_progress(8, f"creating the Unix account {name}")
-        proc = await asyncio.create_subprocess_exec(
-            "useradd",
-            "--create-home",
-            "--",
-            name,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
-        )
-        out, _ = await proc.communicate()
-        try:
-            return pwd.getpwnam(name)  # made now, or by a start of another of their servers
-        except KeyError:
-            reason = out.decode(errors="replace").strip()[-200:]
-            self.log.error("useradd %s failed (%s): %s", name, proc.returncode, reason)
-            raise SpawnError(f"the Unix account {name!r} could not be created") from None
+        def creating(name: str) -> None:
+            self.report_progress(8, f"creating the Unix account {name}")
 
-    def _runtime_name(self) -> str:
-        return f"runtime-{safe_component(self.server_name)}" if self.server_name else "runtime"
+        user = self.user_name
+        return await system_account(user, self.create_system_users, self.min_uid, creating)
 
     def _prepare_dirs(self, account: Account) -> Layout:
-        user = safe_component(self.user_name)
-        runtime_name = self._runtime_name()
-        if not account.switch:
-            root = self.users_root or _default_users_root()
-            home, fd = ensure_dirs(root, [Level(user), Level("home")])
-            os.close(fd)
-            data, fd = ensure_dirs(root, [Level(user), Level("data")])
-            os.close(fd)
-            runtime, runtime_fd = ensure_dirs(root, [Level(user), Level(runtime_name)])
-        else:
-            home = account.home
-            if not os.path.isdir(home):
-                raise SpawnError(f"the home directory {home} of {account.name!r} does not exist")
-            data = os.path.join(home, ".local", "share", "jupyter")
-            owner = {"uid": account.uid, "gid": account.gid}
-            runtime, runtime_fd = ensure_dirs(
-                self.runtime_root or "/run/atrium",
-                [Level(user, **owner), Level(runtime_name, **owner)],
-                base_mode=0o711,
+        if account.switch:
+            return system_user_dirs(
+                account, self.user_name, self.server_name, self.runtime_root, self.log_dir
             )
-        try:
-            if self.log_dir:
-                name = f"{user}.{safe_component(self.server_name)}" if self.server_name else user
-                log_dir, log_dir_fd = ensure_dirs(self.log_dir, [])
-                try:
-                    log_fd = open_log(log_dir_fd, f"{name}.log", None, None)
-                finally:
-                    os.close(log_dir_fd)
-                log_path = os.path.join(log_dir, f"{name}.log")
-            else:
-                owner_uid = account.uid if account.switch else None
-                owner_gid = account.gid if account.switch else None
-                log_fd = open_log(runtime_fd, LOG_NAME, owner_uid, owner_gid)
-                log_path = os.path.join(runtime, LOG_NAME)
-        finally:
-            os.close(runtime_fd)
-        return Layout(home, data, runtime, log_path, log_fd)
+        return one_account_dirs(self.user_name, self.server_name, self.users_root, self.log_dir)
 
     def _base_env(self) -> dict[str, str]:
         return {key: os.environ[key] for key in self.env_keep if key in os.environ}
@@ -507,13 +362,13 @@ class LocalProcessSpawner(Spawner):
                 "SHELL": account.shell,
                 "ATRIUM_KERNEL_TRANSPORT": "ipc",
                 # found in the environment of everything the server starts, kernels included
-                MARKER_VAR: self.marker,
+                MARKER_VAR: self.server.marker,
             }
         )
         env.setdefault("PATH", os.defpath)
         return env
 
-    def _make_cgroups(self, limits: Limits, account: Account) -> None:
+    def _make_cgroups(self, limits: Limits) -> None:
         if not self.use_cgroups or not limits.controllers():
             return
         user = safe_component(self.user_name)
@@ -521,7 +376,7 @@ class LocalProcessSpawner(Spawner):
         # '%' never appears unescaped in a component, so the prefix names this server only
         prefix = f"{user}%{server}%"
         note = "" if os.geteuid() == 0 else f" (as uid {os.geteuid()})"
-        self.cgroups = create_cgroups(
+        self.server.cgroups = create_cgroups(
             limits, self.cgroup_parent, prefix + secrets.token_hex(4), prefix, note
         )
 
@@ -563,7 +418,7 @@ class LocalProcessSpawner(Spawner):
         except TemplateUnavailable as e:
             self._note_no_template(str(e))
             return None
-        self._template = client
+        self.server.template = client
         self.via = "template"
         return pid
 
@@ -581,7 +436,7 @@ class LocalProcessSpawner(Spawner):
             )
         except OSError as e:
             raise SpawnError(f"the server process could not be started: {e}") from None
-        _children[proc.pid] = proc
+        adopt_child(proc)
         self.via = "exec"
         return proc.pid
 
@@ -659,105 +514,33 @@ class LocalProcessSpawner(Spawner):
     async def _abort(self) -> None:
         """Undo a start that failed or was cancelled: kill whatever it started."""
         try:
-            await self._kill_all(within=max(1.0, self.stop_timeout))
+            await self.server.kill_all(within=max(1.0, self.stop_timeout))
         except SpawnError as e:
             self.log.error("Cleaning up the failed start of %s: %s", self.log_name, e)
         finally:
-            self.cgroups.remove()
+            self.server.cgroups.remove()
 
     # --- watching and stopping ---------------------------------------------------------
 
-    def _known_exit(self) -> int | None:
-        """The exit status if the process has been reaped by us or by the template."""
-        popen = _children.get(self.pid)
-        if popen is not None:
-            return popen.poll()
-        clients = [self._template] if self._template is not None else running_templates()
-        for client in clients:
-            status = client.exit_status(self.pid) if client is not None else None
-            if status is not None:
-                return status
-        return None
-
-    def _leader_running(self) -> bool:
-        if not self.pid or (self.boot and self.boot != procinfo.boot_id()):
-            return False
-        if self._known_exit() is not None:
-            return False
-        return procinfo.is_running(self.pid, self.start_time)
-
     async def poll(self) -> int | None:
-        if not self.pid:
-            return 0 if self.exit_status is None else self.exit_status
-        if self._leader_running():
+        server = self.server
+        if not server.pid:
+            return 0 if server.exit_status is None else server.exit_status
+        if server.running():
             return None
-        status = self._known_exit()
-        if status is None and self._template is not None and not self._template.dead:
-            # the template reaps and reports its children: give the report a moment
-            for _ in range(25):
-                await asyncio.sleep(0.02)
-                status = self._known_exit()
-                if status is not None:
-                    break
-        if status is not None or self.exit_status is None:
-            self.exit_status = 0 if status is None else status
+        status = await server.exit_code()
         # the server is gone: so is anything it left behind (kernels, its cgroups)
-        if self._remaining():
-            await self._kill_all(within=5.0)
-        self.cgroups.remove()
-        return self.exit_status
-
-    def _remaining(self) -> list[int]:
-        """Live processes of this server: its leader, group, kernels, cgroup members."""
-        if not self.pid or (self.boot and self.boot != procinfo.boot_id()):
-            return self.cgroups.members()
-        leader = procinfo.read_stat(self.pid)
-        foreign = leader is not None and leader.start_time != self.start_time
-        marker = f"{MARKER_VAR}={self.marker}" if self.marker else ""
-        found = set(procinfo.server_processes(None if foreign else self.pgid, marker, self.uid))
-        found.update(self.cgroups.members())
-        if leader is not None and not foreign and leader.state not in ("Z", "X"):
-            found.add(self.pid)
-        return sorted(found)
-
-    async def _kill_all(self, within: float) -> None:
-        """SIGKILL everything of this server until nothing is left (or `within` s passed)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + within
-        while True:
-            self._reap()
-            left = await asyncio.to_thread(self._remaining)
-            if not left:
-                return
-            if loop.time() > deadline:
-                raise SpawnError(f"processes {left[:10]} of the server would not die")
-            self.cgroups.kill()
-            procinfo.signal_pids(left, signal.SIGKILL)
-            await asyncio.sleep(0.02)
-
-    def _reap(self) -> None:
-        popen = _children.get(self.pid)
-        if popen is not None:
-            popen.poll()
+        if await asyncio.to_thread(server.remaining):
+            await server.kill_all(within=5.0)
+        server.cgroups.remove()
+        return status
 
     async def stop(self, now: bool = False) -> None:
-        if self.pid and not now and self._leader_running():
-            procinfo.signal_group(self.pgid, signal.SIGTERM)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(self.pid, signal.SIGTERM)
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + max(0.0, min(self.term_timeout, self.stop_timeout * 0.8))
-            # /proc has no event to wait on: poll it
-            while self._leader_running() and loop.time() < deadline:  # noqa: ASYNC110
-                await asyncio.sleep(0.02)
-        await self._kill_all(within=max(5.0, self.stop_timeout))
-        status = self._known_exit()
-        self.exit_status = self.exit_status if status is None else status
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 5.0
-        # a cgroup is removable only once its last process is fully gone
-        while self.cgroups.remove() and loop.time() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
-        popen = _children.get(self.pid)
-        if popen is not None and popen.returncode is not None:
-            del _children[self.pid]
+        server = self.server
+        if not now:
+            await server.terminate(grace=max(0.0, min(self.term_timeout, self.stop_timeout * 0.8)))
+        await server.kill_all(within=max(5.0, self.stop_timeout))
+        if server.pid:
+            await server.exit_code()
+        await server.remove_cgroups(within=5.0)
+        server.forget()

@@ -325,8 +325,9 @@ class TemplateClient:
             if not future.done():
                 future.set_exception(error)
         self._pending.clear()
-        if self.proc is not None:
-            self.proc.poll()
+        if self.proc is not None and self.proc.poll() is None:
+            # it closed its socket while exiting: reap it once it has finished
+            self.loop.call_later(1.0, self.proc.poll)
 
     async def fork(self, gate_fd: int, log_fd: int, within: float = 10.0) -> int:
         """Ask for a child waiting at `gate_fd`, writing to `log_fd`; returns its pid."""

@@ -115,5 +115,7 @@ def log_tail(fd: int, max_chars: int = 300, max_lines: int = 8) -> str:
         return ""
     lines = [line.rstrip() for line in raw.decode("utf-8", "replace").splitlines()]
     lines = [line for line in lines if line][-max_lines:]
-    text = "\n".join(lines)
-    return text[-max_chars:]
+    # whole lines, the last ones first; only a last line longer than the room is cut
+    while len(lines) > 1 and len("\n".join(lines)) > max_chars:
+        lines.pop(0)
+    return "\n".join(lines)[-max_chars:]
