@@ -109,6 +109,12 @@ def main(argv: list[str] | None = None) -> None:
             if callable(preload):
                 preload()
         target = load_callable(args.target)
+        threads = len(os.listdir("/proc/self/task"))
+        if threads != 1:
+            raise RuntimeError(
+                f"the preload left {threads} threads running, and forking a process with "
+                "threads is unsafe"
+            )
     except BaseException as e:
         _send(sock, {"error": f"{type(e).__name__}: {e}"})
         sys.exit(1)

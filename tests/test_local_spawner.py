@@ -154,6 +154,13 @@ def heavy_preload() -> None:
     import jupyterlab.labapp  # noqa: F401
 
 
+def threaded_preload() -> None:
+    """A preload that leaves a thread running: the template must refuse to fork."""
+    import threading
+
+    threading.Thread(target=time.sleep, args=(3600,), daemon=True).start()
+
+
 def exec_cmd(python: str = sys.executable) -> list[str]:
     return [python, "-c", SERVER_SOURCE + "\nimport sys\nmain(sys.argv[1:])\n"]
 
@@ -801,20 +808,22 @@ async def test_template_start_is_faster_than_exec(spawners: Spawners) -> None:
     )
 
 
-async def test_template_death_falls_back_to_exec(
-    spawners: Spawners,
-    caplog: pytest.LogCaptureFixture,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-) -> None:
-    monkeypatch.setattr(local, "_warned", set())
-    # the exec fallback runs `atrium-singleuser` from PATH: here, the fake server
+@pytest.fixture
+def fake_singleuser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The exec fallback runs `atrium-singleuser` from PATH: here, the fake server."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     script = bin_dir / "atrium-singleuser"
     script.write_text(f"#!{sys.executable}\n{SERVER_SOURCE}\nimport sys\nmain(sys.argv[1:])\n")
     script.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
+@pytest.mark.usefixtures("fake_singleuser")
+async def test_template_death_falls_back_to_exec(
+    spawners: Spawners, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(local, "_warned", set())
     first = spawners("ann", via="template")
     await first.start()
     assert first.via == "template"
@@ -841,6 +850,19 @@ async def test_template_death_falls_back_to_exec(
     await first.stop()
     assert not procinfo.is_running(*first_server)
     assert await first.poll() is not None
+
+
+@pytest.mark.usefixtures("fake_singleuser")
+async def test_a_template_whose_preload_starts_threads_is_not_used(
+    spawners: Spawners, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(local, "_warned", set())
+    spawner = spawners(via="template", template_preload="tests.test_local_spawner:threaded_preload")
+    with caplog.at_level(logging.WARNING, logger="spawners.local"):
+        await spawner.start()
+    assert spawner.via == "exec"
+    assert "the preload left 2 threads running" in caplog.text
+    assert not running_templates()
 
 
 # --- limits ----------------------------------------------------------------------------------
