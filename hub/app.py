@@ -4,8 +4,10 @@ Start-up is a pipeline of small steps, each in its own module:
 config (`hub.settings`) -> logging (`hub.log`) -> secrets (`hub.secretfiles`) ->
 database (`hub.db`) -> roles and first admin (`hub.bootstrap`) -> proxy link
 (`hub.proxy.supervisor`) -> spawners (`hub.spawn`) -> routes (`hub.web`) ->
-listen -> start or adopt the proxy. Config loading is `hub.command`;
-the subcommands `upgrade-db` and `generate-config` are `hub.subcommands`.
+adopt the servers a previous hub left (`Orchestrator.adopt`) -> listen -> start
+or adopt the proxy (whose routes then follow the adopted servers). Config
+loading is `hub.command`; the subcommands `upgrade-db` and `generate-config`
+are `hub.subcommands`.
 """
 
 from __future__ import annotations
@@ -107,6 +109,13 @@ class AtriumApp(HubCommand):
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        try:
+            # settled before anyone can ask about them, and before the proxy's routes
+            # are reconciled with the database
+            await state.orchestrator.adopt()
+        except BaseException:
+            state.db.close()
+            raise
         if state.proxy is None:
             server, port = listen(app, s.ip, s.port, s.max_body_size)
             state.orchestrator.hub_url = f"http://{connect_host(s.ip)}:{port}"
