@@ -191,9 +191,11 @@ class Hub(Configurable):
         0, help="Most named servers a user may have; 0 = no limit."
     ).tag(config=True)
     spawner_class = Unicode(
-        "",
-        help="Import path of the spawner class that runs user servers, e.g. "
-        "'mypackage.MySpawner'. Until one is set, starting a server answers 503.",
+        "spawners.local.LocalProcessSpawner",
+        help="Import path of the spawner class that runs user servers: the local process "
+        "spawner (configure it as c.LocalProcessSpawner), "
+        "or your own Spawner subclass. "
+        "'' runs no servers (starting one answers 503).",
     ).tag(config=True)
 
     @validate("spawner_class")

@@ -6,4 +6,11 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 "$here/scripts/venv.sh"
-exec "$here/.venv/bin/atrium" "$@"
+extra=()
+if [ "$(id -u)" = 0 ]; then
+  # one-account mode runs servers as the hub's account: as root only when told to
+  echo "run.sh: running as root, so user servers run as root too (fine for a throw-away" >&2
+  echo "run.sh: machine; on a shared one use c.LocalProcessSpawner.mode = 'system-users')" >&2
+  extra+=(--LocalProcessSpawner.allow_root=True)
+fi
+exec "$here/.venv/bin/atrium" "${extra[@]}" "$@"

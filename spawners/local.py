@@ -313,6 +313,9 @@ class LocalProcessSpawner(Spawner):
         gate_r, gate_w = os.pipe()
         try:
             pid, argv = await self._launch(layout, env, gate_r, gate_w)
+            if account.uid == 0 and argv[: len(DEFAULT_CMD)] == DEFAULT_CMD:
+                # allow_root said so (throw-away containers); the server must be told too
+                argv.append("--allow-root")
             self.server.forked(pid)
             self.report_progress(30, f"server process started (pid {pid})")
             self.server.cgroups.place(pid)

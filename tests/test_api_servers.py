@@ -53,7 +53,8 @@ async def answers(url: str) -> bool:
     return r.code == 200
 
 
-async def test_no_spawner_configured(hub: RunningHub) -> None:
+async def test_no_spawner_configured(hub_factory: HubFactory) -> None:
+    hub = await hub_factory(spawner_class="")
     await hub.add_user("ann")
     await hub.add_user("bob")
     ann = await hub.token_for("ann")

@@ -98,7 +98,7 @@ async def test_every_route_every_method(hub: RunningHub, hub_logs: LogCapture) -
 
 
 async def test_statuses_the_sweep_cannot_reach(hub_factory: HubFactory) -> None:
-    hub = await hub_factory(max_body_size=2048)
+    hub = await hub_factory(max_body_size=2048, spawner_class="")
     cases: list[tuple[int, str, str, Any]] = [
         (413, "POST", "/users", b"x" * 2049),
         (413, "POST", "/users", b"[" + b"1," * 100_000 + b"1]"),
