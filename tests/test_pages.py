@@ -268,6 +268,8 @@ async def test_spawn_page_for_a_slow_start(hub_factory: HubFactory) -> None:
         config="c.ProcessSpawner.start_delay = 1.5\n",
     )
     await hub.add_user("ann", password=PASSWORD)
+    orchestrator = hub.state.orchestrator
+    orchestrator.timeouts = dataclasses.replace(orchestrator.timeouts, page_spawn=0)
     browser = Browser(hub)
     await browser.login("ann")
     r = await browser.request("POST", "/hub/spawn/ann", {"_xsrf": await browser.xsrf()})

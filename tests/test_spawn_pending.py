@@ -23,13 +23,20 @@ from tests.waits import eventually
 
 # a server process that exits with status 3 after a while (no braces: the spawner
 # formats each part of the command with the port)
-EXITS_LATER = [sys.executable, "-c", "import time; time.sleep(1.5); raise SystemExit(3)"]
+EXITS_LATER = [sys.executable, "-c", "import time; time.sleep(2); raise SystemExit(3)"]
 
 
 @pytest.fixture
 def db_url(sqlite_db_url: str) -> str:
     """SQLite only: the database backend does not matter here."""
     return sqlite_db_url
+
+
+def no_page_wait(hub: RunningHub) -> None:
+    """The spawn page sends the browser to the pending page at once, however fast the
+    start (so that each test knows which page it is on)."""
+    orchestrator = hub.state.orchestrator
+    orchestrator.timeouts = dataclasses.replace(orchestrator.timeouts, page_spawn=0)
 
 
 async def log_in_and_start(page: Any, public: str, shots: Path) -> None:
@@ -55,6 +62,7 @@ async def test_a_slow_start_in_a_browser(hub_factory: HubFactory, tmp_path: Path
         **behind_atrium_proxy(tmp_path),
         config="c.ProcessSpawner.start_delay = 2\nc.ProcessSpawner.progress_interval = 0.3\n",
     )
+    no_page_wait(hub)
     public = f"http://127.0.0.1:{hub.app.settings.port}"
     await hub.add_user("ann", password=PASSWORD)
     shots = tmp_path / "shots"
@@ -85,6 +93,7 @@ async def test_a_failed_start_in_a_browser(hub_factory: HubFactory, tmp_path: Pa
     hub = await hub_factory(
         **behind_atrium_proxy(tmp_path), config=f"c.ProcessSpawner.cmd = {EXITS_LATER!r}\n"
     )
+    no_page_wait(hub)
     public = f"http://127.0.0.1:{hub.app.settings.port}"
     await hub.add_user("ann", password=PASSWORD)
     shots = tmp_path / "shots"
@@ -140,6 +149,7 @@ async def test_without_javascript(hub_factory: HubFactory) -> None:
         allow_named_servers=True,
         config="c.ProcessSpawner.start_delay = 1.5\nc.ProcessSpawner.default_url = '/tree'\n",
     )
+    no_page_wait(hub)
     await hub.add_user("ann", password=PASSWORD)
     browser = Browser(hub)
     await browser.login("ann")
