@@ -172,14 +172,15 @@ class SpawnPendingHandler(ServerPage):
         logged = list(events.events) if events is not None else []
         self.page(
             "spawn_pending.html",
-            title=f"{owner} is starting",
+            title=f"{owner} could not start" if failure else f"{owner} is starting",
             heading=f"{owner} is starting",
             failed_heading=f"{owner} could not start",
             owner_text=owner,
             server_url=self.ctx.user_url(name, server_name),
             progress_url=self.ctx.progress_url(name, server_name),
             spawn_url=self._page_url("spawn", name, server_name, keep_next=False),
-            next=self._next(""),  # for a new start (with `retry`): only one asked for
+            can_start=req.has_any(("servers", "start:servers")),
+            next=self._next(""),  # where "Try again" leads: only a `next` someone asked for
             go_to=self._next(orchestrator.landing_url(ref)),
             messages=[str(e.get("message", "")) for e in logged if e.get("message")],
             percent=100 if failure else max([0, *(_percent(e) for e in logged)]),
