@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what the tests need (PostgreSQL and Chromium from Debian's packages when missing,
 # configurable-http-proxy from npm into .scratch/chp, JupyterHub 6 into
-# .scratch/jupyterhub-venv, the Python test tools into .venv) and run everything:
+# .scratch/jupyterhub-venv, Atrium into /opt/atrium-test-sysusers for the system-users
+# tests, the Python test tools into .venv) and run everything:
 # ruff, mypy, pytest.
 # With CI=true a missing system part fails the run instead of being skipped.
 # Extra arguments go to pytest, e.g. scripts/test.sh -k users
@@ -53,6 +54,21 @@ if [ ! -x .scratch/jupyterhub-venv/bin/jupyterhub ] \
     echo "Installing JupyterHub 6 into .scratch/jupyterhub-venv..."
     python3 -m venv .scratch/jupyterhub-venv
     .scratch/jupyterhub-venv/bin/python -m pip install -q "jupyterhub==6.*" "jupyter_server>=2.14"
+fi
+
+# Atrium in a Python every account can read, for the system-users tests (servers run
+# as other Unix accounts, which cannot read a Python under /root); reinstalled from
+# this checkout on every run. Only when root (the tests need to create accounts).
+if [ "$(id -u)" = 0 ] && [ -x /usr/bin/python3 ]; then
+    sysvenv=/opt/atrium-test-sysusers
+    if [ ! -x "$sysvenv/bin/jupyter-console" ]; then
+        echo "Installing Atrium for the system-users tests into $sysvenv..."
+        /usr/bin/python3 -m venv "$sysvenv"
+        "$sysvenv/bin/python" -m pip install -q jupyter_console .
+    fi
+    # this checkout's code, and any dependency it gained since
+    "$sysvenv/bin/python" -m pip install -q --force-reinstall --no-deps .
+    "$sysvenv/bin/python" -m pip install -q .
 fi
 
 scripts/venv.sh test

@@ -37,7 +37,7 @@ async def test_root_info_and_health(hub: RunningHub) -> None:
     info = await hub.api("GET", "/info")
     assert info.status == 200
     assert info.json()["version"] == hub_package.__version__
-    assert info.json()["spawner"] == {"class": None}  # none configured in this hub
+    assert info.json()["spawner"] == {"class": "spawners.local.LocalProcessSpawner"}  # the default
     assert {"python", "sys_executable", "spawner", "authenticator"} <= set(info.json())
 
     await hub.add_user("ann")
