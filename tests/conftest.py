@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ from hub.rbac.access import Requester
 from hub.state import HubState
 from tests.pg import PostgresServer
 from tests.proxyproc import ProxyProc
+from tests.unixusers import UnixUsers
 from tests.waits import eventually
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -373,3 +375,23 @@ async def proxies() -> AsyncIterator[list[ProxyProc]]:
                 return not pid_alive(pid)
 
             await eventually(gone, timeout=10)
+
+
+@pytest.fixture
+def unix_users() -> Iterator[UnixUsers]:
+    """Real Unix accounts (`atrtest*`), removed afterwards. Request it before fixtures
+    that start servers, so its servers are stopped before the accounts go."""
+    if os.geteuid() != 0 or shutil.which("useradd") is None:
+        missing_part("root and useradd (to create Unix users)")
+    made = UnixUsers()
+    yield made
+    made.cleanup()
+
+
+@pytest.fixture
+def run_root() -> Iterator[Path]:
+    """A runtime root the test users can reach (pytest's own temp dir is 0700 root)."""
+    path = Path(tempfile.mkdtemp(prefix="atrium-run-"))
+    path.chmod(0o711)
+    yield path / "run"
+    shutil.rmtree(path, ignore_errors=True)

@@ -24,12 +24,10 @@ import os
 import pwd
 import resource  # noqa: F401 (for fake_server_main)
 import secrets
-import shutil
 import signal
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -48,6 +46,7 @@ from spawners.local import LocalProcessSpawner
 from spawners.template import running_templates, shutdown_templates
 from spawners.userdirs import safe_component
 from tests.conftest import missing_part
+from tests.unixusers import UnixUsers
 from tests.waits import eventually
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -941,51 +940,6 @@ async def test_cpu_limit_is_written_and_cgroups_are_removed(spawners: Spawners) 
 
 
 # --- system-users mode ----------------------------------------------------------------------
-
-
-@dataclass
-class UnixUsers:
-    users: list[str] = field(default_factory=list)
-    groups: list[str] = field(default_factory=list)
-
-    def group(self) -> str:
-        name = f"atrtestg{secrets.token_hex(3)}"
-        subprocess.run(["groupadd", name], check=True)
-        self.groups.append(name)
-        return name
-
-    def user(self, *groups: str) -> pwd.struct_passwd:
-        name = f"atrtest{secrets.token_hex(4)}"
-        extra = ["-G", ",".join(groups)] if groups else []
-        subprocess.run(["useradd", "--create-home", *extra, name], check=True)
-        self.users.append(name)
-        return pwd.getpwnam(name)
-
-    def cleanup(self) -> None:
-        for name in self.users:
-            subprocess.run(["userdel", "-r", name], check=False, capture_output=True)
-        for name in self.groups:
-            subprocess.run(["groupdel", name], check=False, capture_output=True)
-
-
-@pytest.fixture
-def unix_users() -> Iterator[UnixUsers]:
-    """Real Unix accounts (`atrtest*`), removed afterwards. Requested before `spawners`
-    in a test's arguments, so its servers are stopped before the accounts go."""
-    if not IS_ROOT or shutil.which("useradd") is None:
-        missing_part("root and useradd (to create Unix users)")
-    made = UnixUsers()
-    yield made
-    made.cleanup()
-
-
-@pytest.fixture
-def run_root() -> Iterator[Path]:
-    """A runtime root the test users can reach (pytest's own temp dir is 0700 root)."""
-    path = Path(tempfile.mkdtemp(prefix="atrium-run-"))
-    path.chmod(0o711)
-    yield path / "run"
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def system(
