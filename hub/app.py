@@ -74,7 +74,7 @@ class AtriumApp(HubCommand):
             db,
             ctx,
             spawner_factory(s.spawner_class, self.config),
-            SpawnTimeouts(s.slow_spawn_timeout, s.slow_stop_timeout),
+            SpawnTimeouts(s.slow_spawn_timeout, s.slow_stop_timeout, s.spawn_page_wait),
             routes=proxy,
             limits=SpawnLimits(s.concurrent_spawn_limit, s.active_server_limit),
         )

@@ -210,6 +210,19 @@ class Hub(Configurable):
         help="Seconds a start request waits for the server before answering 202 (the start "
         "goes on in the background).",
     ).tag(config=True)
+    spawn_page_wait = Float(
+        1.0,
+        help="Seconds the spawn page's Start button waits for the server before showing "
+        "the live progress page instead (0: always show the progress page).",
+    ).tag(config=True)
+
+    @validate("spawn_page_wait")
+    def _page_wait_in_range(self, proposal: Any) -> float:
+        value = float(proposal["value"])
+        if not 0 <= value <= 3600:
+            raise TraitError(f"{proposal['trait'].name} must be seconds in [0, 3600], not {value}")
+        return value
+
     slow_stop_timeout = Float(10.0, help="Seconds a stop request waits before answering 202.").tag(
         config=True
     )

@@ -81,6 +81,7 @@ BAD = [
     (["--log-level", "LOUD"], "log_level"),
     (["--Hub.db_pool_size=0"], "at least 1"),
     (["--Hub.slow_spawn_timeout=-1"], "must be positive"),
+    (["--Hub.spawn_page_wait=-1"], "must be seconds in [0, 3600]"),
     (["--Hub.token_expires_in_max_seconds=-5"], "must not be negative"),
     (["--Hub.auth_cache_ttl=-1"], "must not be negative"),
     (["--Hub.prot=8000"], "did you mean c.Hub.port"),

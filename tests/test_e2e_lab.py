@@ -15,9 +15,9 @@ import orjson
 import pytest
 
 from tests.browser import browser_page
-from tests.conftest import HubFactory
+from tests.conftest import HubFactory, behind_atrium_proxy
 from tests.test_pages import PASSWORD
-from tests.test_singleuser import start_hub
+from tests.waits import eventually
 
 LAB_TIMEOUT = 60_000  # ms; JupyterLab's first load on a busy 2-core machine
 
@@ -28,7 +28,24 @@ def db_url(sqlite_db_url: str) -> str:
 
 
 async def test_log_in_run_a_cell_save_restart(hub_factory: HubFactory, tmp_path: Path) -> None:
-    hub, public = await start_hub(hub_factory, tmp_path)
+    # the hub's defaults: the local spawner (one-account mode, servers forked from its
+    # template) running atrium-singleuser; the Start button always shows the progress page
+    users = tmp_path / "users"
+    config = (
+        f"c.LocalProcessSpawner.users_root = {str(users)!r}\n"
+        "c.LocalProcessSpawner.allow_root = True\n"  # the tests run as root
+        "c.LocalProcessSpawner.start_timeout = 90\n"
+    )
+    hub = await hub_factory(
+        **behind_atrium_proxy(
+            tmp_path,
+            spawner_class="spawners.local.LocalProcessSpawner",
+            slow_spawn_timeout=90,
+            spawn_page_wait=0,
+        ),
+        config=config,
+    )
+    public = f"http://127.0.0.1:{hub.app.settings.port}"
     await hub.add_user("ann", password=PASSWORD)
     shots = tmp_path / "shots"
     shots.mkdir()
@@ -39,6 +56,10 @@ async def test_log_in_run_a_cell_save_restart(hub_factory: HubFactory, tmp_path:
         await page.get_by_role("button", name="Log in").click()
         await page.wait_for_url(re.compile(r".*/hub/spawn/ann.*"))
         await page.get_by_role("button", name="Start my server").click()
+        # the progress page, following the start as it goes
+        await page.wait_for_url(re.compile(r".*/hub/spawn-pending/ann.*"))
+        await page.get_by_text("Server requested").wait_for()
+        await page.screenshot(path=str(shots / "0-progress.png"))
         await page.wait_for_url(re.compile(r".*/user/ann/lab.*"), timeout=LAB_TIMEOUT)
 
         # JupyterLab's launcher: a new Python notebook
@@ -63,7 +84,7 @@ async def test_log_in_run_a_cell_save_restart(hub_factory: HubFactory, tmp_path:
         assert (await output.inner_text()).strip() == "42"
         await page.locator('.jp-NotebookPanel-toolbar [data-command="docmanager:save"]').click()
         await page.get_by_role("button", name="Rename and Save").click()
-        notebook = tmp_path / "users" / "ann" / "home" / "Untitled.ipynb"
+        notebook = users / "ann" / "home" / "Untitled.ipynb"
 
         async def saved_with_output() -> bool:
             if not notebook.exists():
@@ -74,8 +95,6 @@ async def test_log_in_run_a_cell_save_restart(hub_factory: HubFactory, tmp_path:
                 for c in cells
                 for o in c.get("outputs", [])
             )
-
-        from tests.waits import eventually
 
         try:
             await eventually(saved_with_output, timeout=30)
