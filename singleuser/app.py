@@ -103,7 +103,7 @@ def make_app_class() -> Any:
         description = "A single-user Jupyter server run by an Atrium (or JupyterHub) hub."
 
         hub_env: hubenv.HubEnv
-        hub_client: HubClient
+        hub_client: HubClient | None
         activity: ActivityReporter
 
         def _config_file_name_default(self) -> str:
@@ -195,13 +195,12 @@ def main(argv: list[str] | None = None) -> None:
     os.makedirs(hub.root_dir, exist_ok=True)
     cls = make_app_class()
     from singleuser.activity import ActivityReporter
-    from singleuser.auth import HubClient
 
     cls.hub_env = hub
     app = cls.instance()
     app.root_dir = hub.root_dir
     app.default_url = hub.default_url
-    app.hub_client = HubClient(hub)
+    app.hub_client = None  # made by the identity provider, with its configured cache age
     app.activity = ActivityReporter(hub, lambda: app.web_app.last_activity())
     app.initialize(argv if argv is not None else sys.argv[1:])
     app.start()

@@ -31,6 +31,7 @@ from jupyter_server.auth.identity import IdentityProvider, User
 from jupyter_server.base.handlers import JupyterHandler
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from traitlets import Float, TraitError, validate
 
 if TYPE_CHECKING:
     from singleuser.hubenv import HubEnv
@@ -49,8 +50,9 @@ class HubUnavailable(Exception):
 class HubClient:
     """Asks the hub who holds a token; remembers the answers for a short while."""
 
-    def __init__(self, hub: HubEnv) -> None:
+    def __init__(self, hub: HubEnv, cache_seconds: float = CACHE_SECONDS) -> None:
         self.hub = hub
+        self.cache_seconds = cache_seconds
         self._cache: OrderedDict[str, tuple[float, dict[str, Any] | None]] = OrderedDict()
 
     @property
@@ -84,13 +86,13 @@ class HubClient:
             raise HubUnavailable(f"the hub cannot be reached: {e}") from None
         if response.code in (401, 403, 404):
             model = None
-            ttl = REFUSAL_CACHE_SECONDS
+            ttl = min(REFUSAL_CACHE_SECONDS, self.cache_seconds)
         elif response.code == 200:
             try:
                 model = json.loads(response.body)
             except ValueError:
                 raise HubUnavailable("the hub answered with something that is not JSON") from None
-            ttl = CACHE_SECONDS
+            ttl = self.cache_seconds
         else:
             raise HubUnavailable(f"the hub answered {response.code}")
         self._cache[key] = (now + ttl, model)
@@ -143,13 +145,29 @@ def _user(model: dict[str, Any]) -> User:
 class HubIdentityProvider(IdentityProvider):
     """jupyter_server's identity hook, answered by the hub."""
 
+    cache_max_age = Float(
+        CACHE_SECONDS,
+        help="Seconds the hub's answer about a token is trusted before it is asked again: "
+        "the longest a token the hub revoked (e.g. by logging out) still opens this server.",
+    ).tag(config=True)
+
+    @validate("cache_max_age")
+    def _cache_in_range(self, proposal: Any) -> float:
+        value = float(proposal["value"])
+        if not 0 <= value <= 3600:
+            raise TraitError(f"cache_max_age must be seconds in [0, 3600], not {value}")
+        return value
+
     @property
     def hub(self) -> HubEnv:
         return cast("HubEnv", cast(Any, self.parent).hub_env)
 
     @property
     def client(self) -> HubClient:
-        return cast(HubClient, cast(Any, self.parent).hub_client)
+        app = cast(Any, self.parent)
+        if getattr(app, "hub_client", None) is None:
+            app.hub_client = HubClient(self.hub, self.cache_max_age)
+        return cast(HubClient, app.hub_client)
 
     # no token of jupyter_server's own: every identity comes from the hub
     def _token_default(self) -> str:

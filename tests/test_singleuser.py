@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -22,6 +23,7 @@ import orjson
 import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
+from tests.browser import browser_page
 from tests.conftest import HubFactory, RunningHub, behind_atrium_proxy
 from tests.kernelws import KernelSocket
 from tests.test_pages import PASSWORD
@@ -303,9 +305,12 @@ async def test_user_config(hub_factory: HubFactory, tmp_path: Path) -> None:
         assert r.code == 200
 
 
+SERVER_CMD = [sys.executable, "-m", "singleuser", "--allow-root"]
+
+
 def run_singleuser(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "singleuser"],
+        SERVER_CMD,
         env={"PATH": os.environ["PATH"], **env},
         capture_output=True,
         text=True,
@@ -344,3 +349,61 @@ def test_a_broken_contract_stops_the_server_with_a_clear_message(
     assert "Traceback" not in result.stderr
     # the token never shows in what it prints
     assert "JUPYTERHUB_API_TOKEN=" not in result.stderr
+
+
+async def test_logging_out_of_the_hub_locks_an_open_tab_out(
+    hub_factory: HubFactory, tmp_path: Path
+) -> None:
+    """Chromium logs in to ann's server through the hub's OAuth; once ann logs out of the
+    hub, the server's cookie opens nothing (after the server's 1 s cache here)."""
+    config = (
+        "from tests.singleuser_spawner import SERVER\n"
+        "c.TreeSpawner.cmd = [*SERVER, '--HubIdentityProvider.cache_max_age=1']\n"
+    )
+    hub, public = await start_hub(hub_factory, tmp_path, config)
+    await hub.add_user("ann", password=PASSWORD)
+    await hub.add_user("bo", password=PASSWORD)
+    await start_server(hub, "ann")
+    api = f"{public}/user/ann/api/contents"
+    async with browser_page() as page:
+        await page.goto(f"{public}/user/ann/api/status")  # an API URL: 403, no redirect
+        await page.goto(f"{public}/user/ann/lab")
+        await page.wait_for_url(re.compile(r".*/hub/login\?next=.*"))
+        await page.get_by_label("Username").fill("ann")
+        await page.get_by_label("Password").fill(PASSWORD)
+        await page.get_by_role("button", name="Log in").click()
+        await page.wait_for_url(re.compile(r".*/user/ann/lab.*"), timeout=30_000)
+        cookies = {c["name"]: c for c in await page.context.cookies()}
+        server_cookie = cookies["jupyterhub-user-ann"]
+        assert server_cookie["path"] == "/user/ann/"
+        assert server_cookie["httpOnly"]
+        assert (await page.request.get(api)).status == 200
+        await page.goto(f"{public}/hub/logout")
+
+        async def locked_out() -> bool:
+            return (await page.request.get(api)).status == 403
+
+        await eventually(locked_out, timeout=15)
+        # and pages send the browser to log in again
+        response = await page.request.get(f"{public}/user/ann/lab", max_redirects=0)
+        assert response.status == 302
+        assert "/user/ann/login" in response.headers["location"]
+    # bo's token on ann's pages: sent to log in, not let in
+    bo = await hub.token_for("bo")
+    r = await fetch(f"{public}/user/ann/lab", bo, follow_redirects=False)
+    assert r.code == 302
+    assert "/user/ann/login" in r.headers["Location"]
+
+
+def test_a_bad_setting_stops_the_server_with_a_clear_message(tmp_path: Path) -> None:
+    env = {**GOOD_ENV, "HOME": str(tmp_path), "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt")}
+    result = subprocess.run(
+        [*SERVER_CMD, "--HubIdentityProvider.cache_max_age=-1"],
+        env={"PATH": os.environ["PATH"], **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "cache_max_age must be seconds in [0, 3600], not -1.0" in result.stderr
+    assert "Traceback" not in result.stderr
