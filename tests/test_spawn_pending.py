@@ -32,13 +32,6 @@ def db_url(sqlite_db_url: str) -> str:
     return sqlite_db_url
 
 
-def no_page_wait(hub: RunningHub) -> None:
-    """The spawn page sends the browser to the pending page at once, however fast the
-    start (so that each test knows which page it is on)."""
-    orchestrator = hub.state.orchestrator
-    orchestrator.timeouts = dataclasses.replace(orchestrator.timeouts, page_spawn=0)
-
-
 async def log_in_and_start(page: Any, public: str, shots: Path) -> None:
     await page.goto(f"{public}/hub/login?next=/hub/spawn/ann")
     await page.get_by_label("Username").fill("ann")
@@ -59,10 +52,9 @@ def csp_complaints(page: Any) -> list[str]:
 
 async def test_a_slow_start_in_a_browser(hub_factory: HubFactory, tmp_path: Path) -> None:
     hub = await hub_factory(
-        **behind_atrium_proxy(tmp_path),
+        **behind_atrium_proxy(tmp_path, spawn_page_wait=0),
         config="c.ProcessSpawner.start_delay = 2\nc.ProcessSpawner.progress_interval = 0.3\n",
     )
-    no_page_wait(hub)
     public = f"http://127.0.0.1:{hub.app.settings.port}"
     await hub.add_user("ann", password=PASSWORD)
     shots = tmp_path / "shots"
@@ -91,9 +83,9 @@ async def test_a_slow_start_in_a_browser(hub_factory: HubFactory, tmp_path: Path
 
 async def test_a_failed_start_in_a_browser(hub_factory: HubFactory, tmp_path: Path) -> None:
     hub = await hub_factory(
-        **behind_atrium_proxy(tmp_path), config=f"c.ProcessSpawner.cmd = {EXITS_LATER!r}\n"
+        **behind_atrium_proxy(tmp_path, spawn_page_wait=0),
+        config=f"c.ProcessSpawner.cmd = {EXITS_LATER!r}\n",
     )
-    no_page_wait(hub)
     public = f"http://127.0.0.1:{hub.app.settings.port}"
     await hub.add_user("ann", password=PASSWORD)
     shots = tmp_path / "shots"
@@ -147,9 +139,9 @@ async def test_without_javascript(hub_factory: HubFactory) -> None:
     hub = await hub_factory(
         spawner_class=SPAWNER,
         allow_named_servers=True,
+        spawn_page_wait=0,
         config="c.ProcessSpawner.start_delay = 1.5\nc.ProcessSpawner.default_url = '/tree'\n",
     )
-    no_page_wait(hub)
     await hub.add_user("ann", password=PASSWORD)
     browser = Browser(hub)
     await browser.login("ann")
