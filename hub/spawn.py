@@ -531,6 +531,14 @@ class Orchestrator:
             raise BadRequest(f"{ref.log_name} is not starting, it is stopping")
         raise BadRequest(f"{ref.log_name} is not starting")
 
+    def form_spawner(self, user_name: str, server_name: str) -> Spawner | None:
+        """A spawner for showing and reading the options form of a server about to start
+        (None without a spawner); never started."""
+        if self.factory is None:
+            return None
+        ref = ServerRef(0, 0, user_name, server_name, {}, {}, None, False, None)
+        return self.factory(ref)
+
     def landing_url(self, ref: ServerRef) -> str:
         """Where a person goes once the server is ready: its prefix, plus the spawner's
         `default_url` when this hub has the server's spawner (otherwise the server sends

@@ -309,3 +309,36 @@ async def test_spawn_page_when_the_start_fails(hub_factory: HubFactory) -> None:
     assert "Traceback" not in text
     page = await browser.request("GET", "/hub/spawn/ann")
     assert "Start my server" in page.body.decode()  # it can be tried again
+
+
+OPTIONS_FORM = (
+    '<label for="delay">Start delay</label><input id="delay" name="start_delay" value="0">'
+    '<label><input type="checkbox" name="extras" value="a" checked> a</label>'
+    '<label><input type="checkbox" name="extras" value="b" checked> b</label>'
+)
+
+
+async def test_the_spawn_page_shows_the_options_form(hub_factory: HubFactory) -> None:
+    hub = await hub_factory(
+        spawner_class="tests.spawner.ProcessSpawner",
+        config=f"c.ProcessSpawner.options_form = {OPTIONS_FORM!r}\n",
+    )
+    await hub.add_user("ann", password=PASSWORD)
+    browser = Browser(hub)
+    await browser.login("ann")
+    page = (await browser.request("GET", "/hub/spawn/ann")).body.decode()
+    assert "<legend>Server options</legend>" in page
+    assert 'name="start_delay"' in page  # the admin's HTML, as written
+    xsrf = await browser.xsrf()
+    form = f"_xsrf={xsrf}&next=&start_delay=0.2&extras=a&extras=b"
+    r = await browser.request(
+        "POST",
+        "/hub/spawn/ann",
+        body=form.encode(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert r.code == 302
+    model = (await hub.api("GET", "/users/ann")).json()
+    options = model["servers"][""]["user_options"]
+    # the page's own fields are not options; repeated fields become lists
+    assert options == {"start_delay": "0.2", "extras": ["a", "b"]}

@@ -22,7 +22,9 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote, unquote
 
-from hub.errors import NotFound
+from markupsafe import Markup
+
+from hub.errors import BadRequest, NotFound
 from hub.names import validate_server_name
 from hub.ops import servers as server_ops
 from hub.ops.servers import ServerRef
@@ -30,6 +32,7 @@ from hub.ops.users import get_user
 from hub.pages.base import PageHandler, safe_next
 from hub.rbac.access import Requester
 from hub.spawn import SpawnFailed
+from spawners.base import Spawner
 
 # seconds between reloads of the spawn-pending page in a browser without JavaScript
 PENDING_REFRESH = 3
@@ -95,9 +98,12 @@ class SpawnHandler(ServerPage):
         else:
             state = "is not running."
             heading = "Start your server" if own else f"Start {name}'s server"
+        spawner = self.hub.orchestrator.form_spawner(name, server_name)
         return {
             "title": heading,
             "heading": heading,
+            # the admin's own HTML (c.Spawner.options_form), shown as it is
+            "options_form": Markup(spawner.options_form) if spawner is not None else "",  # noqa: S704
             "owner_text": owner,
             "server_url": server_url,
             "state_text": state,
@@ -136,9 +142,10 @@ class SpawnHandler(ServerPage):
             await self._go_to_server(req, name, server_name)
             return
         orchestrator = self.hub.orchestrator
+        options = self._options(orchestrator.form_spawner(name, server_name))
         try:
             outcome = await orchestrator.start(
-                req, name, server_name, None, wait=orchestrator.timeouts.page_spawn
+                req, name, server_name, options, wait=orchestrator.timeouts.page_spawn
             )
         except SpawnFailed:
             outcome = "pending"  # the pending page says what failed, and offers to try again
@@ -146,6 +153,20 @@ class SpawnHandler(ServerPage):
             await self._go_to_server(req, name, server_name)
         else:
             self.redirect(self._page_url("spawn-pending", name, server_name))
+
+    def _options(self, spawner: Spawner | None) -> dict[str, Any] | None:
+        """The options form's fields (all but the page's own), as the spawner reads them."""
+        if spawner is None or not spawner.options_form:
+            return None
+        fields = {
+            key: [v.decode("utf-8", "replace") for v in values]
+            for key, values in self.request.body_arguments.items()
+            if key not in ("_xsrf", "next")
+        }
+        try:
+            return spawner.options_from_form(fields)
+        except (ValueError, TypeError) as e:
+            raise BadRequest(f"The server options are not valid: {e}") from None
 
 
 class SpawnPendingHandler(ServerPage):
