@@ -331,8 +331,9 @@ class TemplateClient:
             if not future.done():
                 future.set_exception(error)
         self._pending.clear()
-        if self.proc is not None and self.proc.poll() is None:
-            # it closed its socket while exiting: reap it once it has finished
+        if self.proc is not None and self.proc.poll() is None and not self.loop.is_closed():
+            # it closed its socket while exiting: reap it once it has finished (a client
+            # whose loop has closed is reaped by wait_closed)
             self.loop.call_later(1.0, self.proc.poll)
 
     async def fork(self, gate_fd: int, log_fd: int, within: float = 10.0) -> int:

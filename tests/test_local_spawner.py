@@ -759,14 +759,15 @@ async def test_a_missing_command_is_a_clear_error(spawners: Spawners) -> None:
 
 @pytest.mark.parametrize("via", ["exec", "template"])
 async def test_a_cancelled_start_kills_the_server(spawners: Spawners, via: str) -> None:
-    spawner = spawners(via=via, args=["--never"])
+    # never answers; the test cancels it long before it could time out, even on a busy machine
+    spawner = spawners(via=via, args=["--never"], http_timeout=600)
     task = asyncio.create_task(spawner.start())
 
     async def running() -> bool:
         assert not task.done()
         return bool(spawner.pid) and spawner.start_time > 0
 
-    await eventually(running, timeout=60)
+    await eventually(running, timeout=120)
     server = (spawner.pid, spawner.start_time)
     task.cancel()  # what the hub's start_timeout does
     with pytest.raises(asyncio.CancelledError):

@@ -210,7 +210,7 @@ async def confirm_and_get_code(browser: Browser, server: Server, challenge: str,
 
 
 async def test_a_shared_server_asks_before_letting_someone_in(hub_factory: HubFactory) -> None:
-    hub, server = await setup(hub_factory)
+    first, server = await setup(hub_factory)
     # ann's server is shared with bo through a role (roles come from the config: a
     # second hub on the same database loads it)
     share = {"name": "ann-share", "scopes": ["access:servers!server=ann/"], "users": ["bo"]}
@@ -228,6 +228,8 @@ async def test_a_shared_server_asks_before_letting_someone_in(hub_factory: HubFa
     owner = Browser(hub)
     await owner.login("ann")
     assert await code_for(owner, server, challenge)
+    # stopped by the hub that started it (and holds its process)
+    assert (await first.api("DELETE", "/users/ann/server")).status == 204
 
 
 async def test_logging_out_of_the_hub_revokes_that_sessions_tokens(
