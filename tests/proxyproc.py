@@ -70,6 +70,9 @@ class ProxyProc:
         )
 
         async def answers() -> bool:
+            assert self.proc is not None
+            # a proxy that exited (its port taken, say) fails the test at once
+            assert self.proc.returncode is None, f"the proxy exited ({self.proc.returncode})"
             try:
                 await self.client().get_routes()
             except ProxyUnavailable:
@@ -78,7 +81,7 @@ class ProxyProc:
                 return True
             return f"atrium_proxy_processes {expect_workers + 1}.0" in await self.metrics()
 
-        await eventually(answers)
+        await eventually(answers, timeout=60)  # a bound for a busy machine, not a timing
         self.workers = children(self.pid)
         return self
 

@@ -294,11 +294,10 @@ async def test_replicas_follow_the_hub(
     await replicas[0].stop()
     restarted = ProxyProc(f"--routes-from={watch_url(hub)}", token=token)
     restarted.port, restarted.api_port = replicas[0].port, replicas[0].api_port
-    started = time.monotonic()
     await restarted.start()
     proxies.append(restarted)
+    # the table came with its first snapshot, before it listened: no waiting for a check
     assert "/user/bo" in await restarted.client().get_routes()
-    assert time.monotonic() - started < 5  # start-up included; the table itself is immediate
     r = await fetch(restarted.url + "/user/bo/")
     assert r.headers["Server"].startswith("SimpleHTTP")
 
