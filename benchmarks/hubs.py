@@ -186,6 +186,7 @@ class RunningHub:
     log: Path
     version: str = "unknown"
     start_seconds: float = 0.0
+    proxy_port: int = 0  # JupyterHub: configurable-http-proxy's public port
 
     def client(self, timeout: float = 60.0) -> Client:
         return Client("127.0.0.1", self.port, self.token, timeout=timeout)
@@ -265,9 +266,12 @@ c.JupyterHub.load_roles = [{{"name": "admin", "services": ["bench"]}}]
 """
 
 
-def start_jupyterhub(procs: ProcessGroup, workdir: Path, jupyterhub: Path, chp: Path) -> RunningHub:
-    """configurable-http-proxy, then JupyterHub using it; measured at the hub port."""
-    workdir.mkdir()
+def start_jupyterhub(
+    procs: ProcessGroup, workdir: Path, jupyterhub: Path, chp: Path, extra_config: str = ""
+) -> RunningHub:
+    """configurable-http-proxy, then JupyterHub using it (`extra_config` appended to its
+    config file); measured at the hub port, its proxy's port in `proxy_port`."""
+    workdir.mkdir(exist_ok=True)
     hub_port, proxy_port, proxy_api_port = free_port(), free_port(), free_port()
     proxy_token = secrets.token_hex(32)
     token = secrets.token_hex(32)
@@ -283,6 +287,7 @@ def start_jupyterhub(procs: ProcessGroup, workdir: Path, jupyterhub: Path, chp: 
             db=workdir / "jupyterhub.sqlite",
             workdir=workdir,
         )
+        + extra_config
     )
     env = {**os.environ, "CONFIGPROXY_AUTH_TOKEN": proxy_token}
     hub_url = f"http://127.0.0.1:{hub_port}"
@@ -309,8 +314,10 @@ def start_jupyterhub(procs: ProcessGroup, workdir: Path, jupyterhub: Path, chp: 
         "jupyterhub", [str(jupyterhub), "-f", str(config)], cwd=workdir, env=env, log=log
     )
     info = wait_ready(hub_port, proc, log, "jupyterhub")
+    wait_listening(proxy_port, chp_proc, chp_log, "configurable-http-proxy")
     started = time.perf_counter() - t0
-    return RunningHub("jupyterhub", hub_port, token, proc, log, str(info.get("version")), started)
+    version = str(info.get("version"))
+    return RunningHub("jupyterhub", hub_port, token, proc, log, version, started, proxy_port)
 
 
 def wait_listening(

@@ -14,8 +14,6 @@ would. Starting, stopping and the scratch installs come from `../hubs.py`.
 from __future__ import annotations
 
 import os
-import secrets
-import time
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -135,46 +133,15 @@ c.Spawner.args = {args!r}
 
 
 def start_jupyterhub(procs: ProcessGroup, workdir: Path, jupyterhub: Path, chp: Path) -> SpawnHub:
-    """configurable-http-proxy, then JupyterHub on its defaults but for the spawner.
-
-    Like `hubs.start_jupyterhub` (same config, with the spawner's settings added),
-    but keeping the proxy's port: here requests go through the proxy.
-    """
+    """configurable-http-proxy, then JupyterHub on its defaults but for the spawner
+    (`hubs.start_jupyterhub` with the spawner's settings added); requests go through
+    the proxy."""
     workdir.mkdir()
     users = workdir / "users"
-    hub_port, proxy_port, proxy_api_port = hubs.free_port(), hubs.free_port(), hubs.free_port()
-    proxy_token, token = secrets.token_hex(32), secrets.token_hex(32)
-    config = workdir / "jupyterhub_config.py"
-    base = hubs.JUPYTERHUB_CONFIG.format(
-        proxy_port=proxy_port,
-        hub_port=hub_port,
-        proxy_api_port=proxy_api_port,
-        proxy_token=proxy_token,
-        token=token,
-        password=secrets.token_urlsafe(16),
-        db=workdir / "jupyterhub.sqlite",
-        workdir=workdir,
-    )
     spawner = SPAWNER_CONFIG.format(
         users=users,
         singleuser=jupyterhub.parent / "jupyterhub-singleuser",
         args=["--allow-root"] if _as_root() else [],
     )
-    config.write_text(base + spawner)
-    env = {**os.environ, "CONFIGPROXY_AUTH_TOKEN": proxy_token}
-    hub_url = f"http://127.0.0.1:{hub_port}"
-    chp_cmd = [str(chp), "--ip=127.0.0.1", f"--port={proxy_port}", "--api-ip=127.0.0.1"]
-    chp_cmd += [f"--api-port={proxy_api_port}", f"--default-target={hub_url}"]
-    chp_cmd += [f"--error-target={hub_url}/hub/error"]
-    chp_log = workdir / "chp.log"
-    chp_proc = procs.start("configurable-http-proxy", chp_cmd, cwd=workdir, env=env, log=chp_log)
-    hubs.wait_listening(proxy_api_port, chp_proc, chp_log, "configurable-http-proxy")
-    log = workdir / "jupyterhub.log"
-    t0 = time.perf_counter()
-    cmd = [str(jupyterhub), "-f", str(config)]
-    proc = procs.start("jupyterhub", cmd, cwd=workdir, env=env, log=log)
-    info = hubs.wait_ready(hub_port, proc, log, "jupyterhub")
-    hubs.wait_listening(proxy_port, chp_proc, chp_log, "configurable-http-proxy")
-    started = time.perf_counter() - t0
-    hub = RunningHub("jupyterhub", hub_port, token, proc, log, str(info.get("version")), started)
-    return SpawnHub("jupyterhub", "JupyterHub 6", hub, proxy_port, users)
+    hub = hubs.start_jupyterhub(procs, workdir, jupyterhub, chp, extra_config=spawner)
+    return SpawnHub("jupyterhub", "JupyterHub 6", hub, hub.proxy_port, users)
