@@ -81,7 +81,12 @@ class ProxyProc:
                 return True
             return f"atrium_proxy_processes {expect_workers + 1}.0" in await self.metrics()
 
-        await eventually(answers, timeout=60)  # a bound for a busy machine, not a timing
+        try:
+            await eventually(answers, timeout=60)  # a bound for a busy machine, not a timing
+        except BaseException:
+            # never answered: not left behind for a fixture that never saw it
+            self.kill_all()
+            raise
         self.workers = children(self.pid)
         return self
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -349,3 +350,20 @@ async def test_hub_settings_for_replicas_are_checked(hub_factory: HubFactory) ->
 
     with pytest.raises(ConfigError, match="proxy_api_url is empty"):
         await hub_factory(proxy="atrium", proxy_api_url="")
+
+
+async def test_a_test_proxy_that_cannot_start_is_not_left_behind() -> None:
+    """ProxyProc's own clean-up: a proxy whose port is taken fails the start at once and
+    leaves no process, even though no fixture ever saw it."""
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        proxy = ProxyProc()
+        proxy.port = taken.getsockname()[1]
+        with pytest.raises(AssertionError, match="the proxy exited"):
+            await proxy.start()
+        assert proxy.proc is not None
+        await asyncio.wait_for(proxy.proc.wait(), timeout=30)
+    finally:
+        taken.close()
