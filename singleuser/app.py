@@ -143,7 +143,8 @@ def make_app_class() -> Any:
 
         def load_config_file(self, *args: Any, **kwargs: Any) -> None:
             super().load_config_file(*args, **kwargs)
-            # nothing a config file says loosens who may log in or where it listens
+            # nothing a config file says loosens who may log in or where it listens; applied
+            # here for the extensions linked next, and again below over anything since
             self.update_config(self.hub_settings())
 
         def init_configurables(self) -> None:

@@ -254,12 +254,16 @@ def _state_cookie(hub: HubEnv, state: str) -> str:
     return f"{hub.cookie_name}-oauth-{state[:12]}"
 
 
-class HubLoginHandler(JupyterHandler):
-    """Send the browser to the hub to log in (authorization code + PKCE)."""
+class HubPageHandler(JupyterHandler):
+    """This server's own login pages, which need its contract."""
 
     @property
     def hub(self) -> HubEnv:
         return self.settings["serverapp"].hub_env  # type: ignore[no-any-return]
+
+
+class HubLoginHandler(HubPageHandler):
+    """Send the browser to the hub to log in (authorization code + PKCE)."""
 
     @allow_unauthenticated
     def get(self) -> None:
@@ -296,12 +300,8 @@ class HubLoginHandler(JupyterHandler):
         self.redirect(f"{hub.authorize_url}?{query}")
 
 
-class OAuthCallbackHandler(JupyterHandler):
+class OAuthCallbackHandler(HubPageHandler):
     """The hub sends the browser back here with a code; trade it for a token."""
-
-    @property
-    def hub(self) -> HubEnv:
-        return self.settings["serverapp"].hub_env  # type: ignore[no-any-return]
 
     @allow_unauthenticated
     async def get(self) -> None:
@@ -340,11 +340,10 @@ class OAuthCallbackHandler(JupyterHandler):
         self.redirect(_safe_next(hub, str(saved.get("next") or "")))
 
 
-class HubLogoutHandler(JupyterHandler):
+class HubLogoutHandler(HubPageHandler):
     """Forget the login here and log out of the hub too."""
 
     @allow_unauthenticated
     def get(self) -> None:
-        app = self.settings["serverapp"]
-        app.identity_provider.clear_login_cookie(self)
-        self.redirect(app.hub_env.hub_logout_url)
+        self.settings["serverapp"].identity_provider.clear_login_cookie(self)
+        self.redirect(self.hub.hub_logout_url)

@@ -46,24 +46,20 @@ class HubEnv:
         return self.client_id
 
     @property
+    def hub_page_url(self) -> str:
+        """The hub's pages as browsers reach them: through the proxy (a path) unless the
+        hub has its own public URL."""
+        if self.public_hub_url:
+            return self.public_hub_url.rstrip("/") + "/"
+        return f"{self.base_url}hub/"
+
+    @property
     def authorize_url(self) -> str:
-        """Where browsers go to log in (through the proxy, so a path unless the hub has
-        its own public URL)."""
-        hub = (
-            self.public_hub_url.rstrip("/") + "/"
-            if self.public_hub_url
-            else (f"{self.base_url}hub/")
-        )
-        return f"{hub}api/oauth2/authorize"
+        return f"{self.hub_page_url}api/oauth2/authorize"
 
     @property
     def hub_logout_url(self) -> str:
-        hub = (
-            self.public_hub_url.rstrip("/") + "/"
-            if self.public_hub_url
-            else (f"{self.base_url}hub/")
-        )
-        return f"{hub}logout"
+        return f"{self.hub_page_url}logout"
 
 
 def _need(env: Mapping[str, str], name: str) -> str:

@@ -342,3 +342,25 @@ async def test_the_spawn_page_shows_the_options_form(hub_factory: HubFactory) ->
     options = model["servers"][""]["user_options"]
     # the page's own fields are not options; repeated fields become lists
     assert options == {"start_delay": "0.2", "extras": ["a", "b"]}
+
+
+async def test_bad_options_are_refused_and_nothing_starts(hub_factory: HubFactory) -> None:
+    hub = await hub_factory(
+        spawner_class="tests.spawner.ProcessSpawner",
+        config=f"c.ProcessSpawner.options_form = {OPTIONS_FORM!r}\n",
+    )
+    await hub.add_user("ann", password=PASSWORD)
+    browser = Browser(hub)
+    await browser.login("ann")
+    xsrf = await browser.xsrf()
+    too_many = "&".join(f"field{i}=x" for i in range(101))  # 100 options at most
+    r = await browser.request(
+        "POST",
+        "/hub/spawn/ann",
+        body=f"_xsrf={xsrf}&{too_many}".encode(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert r.code == 400
+    assert "at most 100 user options" in r.body.decode()
+    model = (await hub.api("GET", "/users/ann")).json()
+    assert model["servers"] == {}
