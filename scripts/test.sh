@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install what the tests need (PostgreSQL and Chromium from Debian's packages when missing,
-# configurable-http-proxy from npm into .scratch/chp, JupyterHub 6 into
+# configurable-http-proxy from npm into .scratch/chp, axe-core into tests/js, JupyterHub 6 into
 # .scratch/jupyterhub-venv, Atrium into /opt/atrium-test-sysusers for the system-users
 # tests, the Python test tools into .venv) and run everything:
 # ruff, mypy, pytest.
@@ -44,6 +44,16 @@ if [ ! -x .scratch/chp/node_modules/.bin/configurable-http-proxy ]; then
         npm install --silent --no-audit --no-fund --prefix .scratch/chp configurable-http-proxy@5
     else
         echo "warning: npm not found; the configurable-http-proxy tests cannot run" >&2
+    fi
+fi
+
+# axe-core (npm, pinned by tests/js/package-lock.json) for the browser tests' accessibility checks
+if [ ! -f tests/js/node_modules/axe-core/axe.min.js ]; then
+    if command -v npm >/dev/null 2>&1; then
+        echo "Installing axe-core for the accessibility checks..."
+        npm ci --silent --no-audit --no-fund --prefix tests/js
+    else
+        echo "warning: npm not found; the accessibility checks cannot run" >&2
     fi
 fi
 

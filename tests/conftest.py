@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -395,3 +396,17 @@ def run_root() -> Iterator[Path]:
     path.chmod(0o711)
     yield path / "run"
     shutil.rmtree(path, ignore_errors=True)
+
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+@pytest.fixture
+def shots(request: pytest.FixtureRequest) -> Path:
+    """Where a browser test keeps its screenshots, kept after the run as test artifacts:
+    `test-artifacts/<test file>/<test name>/` (emptied when the test starts)."""
+    node = request.node
+    where = ARTIFACTS / Path(node.path).stem / re.sub(r"[^\w.-]+", "_", node.name)
+    shutil.rmtree(where, ignore_errors=True)
+    where.mkdir(parents=True)
+    return where

@@ -199,8 +199,11 @@ async def test_user_model(hub: RunningHub) -> None:
         "servers",
         "auth_state",
         "user_info",
+        "blocked",
     }
     assert model["kind"] == "user"
+    assert model["blocked"] is False
+    assert model["user_info"] is None
     assert model["server"] is None
     assert model["servers"] == {}
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", model["created"])

@@ -29,7 +29,7 @@ class UserListAPIHandler(APIHandler):
         key = sort[1:] if descending else sort
         if key not in user_ops.SORT_KEYS:
             raise BadRequest(
-                "sort must be id, name or last_activity (prefix - to reverse), "
+                "sort must be id, name, last_activity or server (prefix - to reverse), "
                 f"not {bounded(sort, 30)}"
             )
         name_filter = self.get_query_argument("name_filter", None)

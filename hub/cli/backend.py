@@ -16,7 +16,7 @@ Model = dict[str, Any]
 # users fetched per request when walking a list; the hub caps pages at its own limit
 PAGE_SIZE = 200
 USER_STATES = ("active", "ready", "inactive")
-USER_SORTS = ("id", "name", "last_activity")
+USER_SORTS = ("id", "name", "last_activity", "server")
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ def register(commands: SubParsers, parents: list[argparse.ArgumentParser]) -> No
         choices=SORT_CHOICES,
         default="id",
         metavar="KEY",
-        help="id, name or last_activity; reverse with a leading -, as in --sort=-name",
+        help="id, name, last_activity or server; reverse with a leading -, as in --sort=-name",
     )
     p.add_argument("--offset", type=nonnegative_int, default=0, help="skip this many users")
     p.add_argument("--limit", type=positive_int, help="show at most this many users")

@@ -95,6 +95,9 @@ class User(Base):
     blocked: Mapped[bool] = mapped_column(Boolean, default=False)
     created: Mapped[datetime.datetime] = mapped_column(default=utcnow)
     last_activity: Mapped[datetime.datetime | None] = mapped_column(index=True)
+    # from a class roster or the identity provider; shown to admins, never used to log in
+    full_name: Mapped[str] = mapped_column(Text, default="")
+    email: Mapped[str] = mapped_column(String(320), default="")
     # argon2id hash for native accounts; NULL when another authenticator owns the identity
     password_hash: Mapped[str | None] = mapped_column(String(255))
     # encrypted with a key from the environment (see hub.auth, later)

@@ -26,6 +26,7 @@ USER_KEYS: dict[str, frozenset[str]] = {
             "created",
             "last_activity",
             "user_info",
+            "blocked",
         }
     ),
     "read:users:name": frozenset({"kind", "name", "admin", "user_info"}),
@@ -124,6 +125,9 @@ def user_model(
     created: Any,
     last_activity: Any,
     groups: list[str],
+    blocked: bool = False,
+    full_name: str = "",
+    email: str = "",
     assigned_roles: Iterable[str],
     servers: Iterable[Any],
     include_stopped: bool = False,
@@ -147,8 +151,9 @@ def user_model(
         "created": isoformat(created),
         "last_activity": isoformat(last_activity),
         "auth_state": None,
-        # JupyterHub 6 passes on what the authenticator knows; ours keeps nothing extra
-        "user_info": None,
+        "blocked": blocked,
+        # JupyterHub 6 passes on what the authenticator knows; ours: a roster's name and email
+        "user_info": {"full_name": full_name, "email": email} if full_name or email else None,
     }
     model = {k: v for k, v in full.items() if k in allowed}
     visible = {}

@@ -77,7 +77,16 @@ MEMBERSHIPS = union_all(
     .where(user_group_map.c.user_id.in_(_ids)),
 )
 
-USER_COLUMNS = (users.c.id, users.c.name, users.c.admin, users.c.created, users.c.last_activity)
+USER_COLUMNS = (
+    users.c.id,
+    users.c.name,
+    users.c.admin,
+    users.c.blocked,
+    users.c.created,
+    users.c.last_activity,
+    users.c.full_name,
+    users.c.email,
+)
 USER_BY_NAME = select(*USER_COLUMNS).where(users.c.name == bindparam("name"))
 
 _active = or_(servers.c.started.is_not(None), servers.c.pending.is_not(None))

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, and_, delete, exists, func, insert, or_, select
+from sqlalchemy import ColumnElement, and_, case, delete, exists, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -23,7 +23,8 @@ from hub.secrets_hash import hash_password
 from hub.timeutil import parse_timestamp, utcnow
 
 StateFilter = Literal["active", "ready", "inactive"] | None
-SORT_KEYS = ("id", "name", "last_activity")
+# "server": running servers first, then starting or stopping ones, then the rest
+SORT_KEYS = ("id", "name", "last_activity", "server")
 # activity reported this far ahead of our clock is refused, as JupyterHub does: a bad
 # clock must not pin a user as active (and so never culled) forever
 MAX_ACTIVITY_AHEAD = datetime.timedelta(minutes=59)
@@ -126,6 +127,9 @@ def _row_model(
         admin=row.admin,
         created=row.created,
         last_activity=row.last_activity,
+        blocked=row.blocked,
+        full_name=row.full_name,
+        email=row.email,
         groups=groups,
         assigned_roles=roles,
         servers=servers,
@@ -134,15 +138,15 @@ def _row_model(
     )
 
 
-_USER_COLUMNS = (User.id, User.name, User.admin, User.created, User.last_activity)
-
-
 def _order(sort: str, descending: bool) -> tuple[Any, ...]:
     """ORDER BY that an index can serve; NULL activity first going up, last going down."""
     if sort == "id":
         return (User.id.desc() if descending else User.id.asc(),)
     if sort == "name":
         return (User.name.desc() if descending else User.name.asc(),)
+    if sort == "server":
+        rank = case((_ready_server(), 0), (_active_server(), 1), else_=2)
+        return (rank.desc() if descending else rank.asc(), User.name.asc())
     if descending:
         return (User.last_activity.desc().nulls_last(), User.id.asc())
     return (User.last_activity.asc().nulls_first(), User.id.asc())
@@ -164,7 +168,7 @@ def list_users(
         conditions.append(~_active_server())
     if q.name_filter:
         conditions.append(User.name.ilike(f"%{_escape_like(q.name_filter)}%", escape="\\"))
-    query = select(*_USER_COLUMNS).where(and_(True, *conditions))
+    query = select(*queries.USER_COLUMNS).where(and_(True, *conditions))
     rows = session.execute(
         query.order_by(*_order(q.sort, q.descending)).offset(q.offset).limit(q.limit)
     ).all()

@@ -140,10 +140,13 @@ class PageHandler(web.RequestHandler):
 
     def page(self, template: str, status: int = 200, **values: Any) -> None:
         self.set_status(status)
+        req = self.requester
+        values.setdefault("section", "")
         self.finish(
             _env.get_template(template).render(
                 base_url=self.ctx.base_url,
-                user=self.requester.name if self.requester is not None else None,
+                user=req.name if req is not None else None,
+                can_admin=req is not None and req.has("admin-ui"),
                 xsrf=self.xsrf_token.decode(),
                 **values,
             )
