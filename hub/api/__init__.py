@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hub.api import groups, proxy, root, servers, tokens, users
+from hub.api import groups, proxy, root, roster, servers, tokens, users
 from hub.api.base import API404
 
 
@@ -15,6 +15,7 @@ def all_routes() -> list[tuple[str, Any]]:
         *users.routes,
         *tokens.routes,
         *groups.routes,
+        *roster.routes,
         *servers.routes,
         *proxy.routes,
         (r"/api/.*", API404),
