@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hub.api import groups, proxy, root, roster, servers, tokens, users
+from hub.api import audit, groups, proxy, root, roster, servers, tokens, users
 from hub.api.base import API404
 
 
@@ -16,6 +16,7 @@ def all_routes() -> list[tuple[str, Any]]:
         *tokens.routes,
         *groups.routes,
         *roster.routes,
+        *audit.routes,
         *servers.routes,
         *proxy.routes,
         (r"/api/.*", API404),

@@ -36,6 +36,7 @@ DEFAULT_ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
             "read:roles",
             "read:metrics",
             "shares",
+            "read:audit",
         ),
     ),
     "server": (

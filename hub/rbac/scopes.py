@@ -105,6 +105,11 @@ SCOPES: Final[Mapping[str, ScopeDef]] = {
     "proxy": ScopeDef("Read the proxy's routing table and sync the hub with it."),
     "shutdown": ScopeDef("Shut the hub down."),
     "read:metrics": ScopeDef("Read Prometheus metrics."),
+    # Atrium's own; JupyterHub has no audit log
+    "read:audit": ScopeDef(
+        "Read the audit log: who created, changed, blocked or deleted users, groups, "
+        "tokens and servers, and when (an Atrium extension)."
+    ),
 }
 
 META_SCOPES: Final = frozenset({"self", "inherit", "(no_scope)"})
