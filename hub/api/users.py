@@ -1,7 +1,14 @@
-"""`/hub/api/users`, `/hub/api/users/{name}` and `/hub/api/users/{name}/activity`."""
+"""`/hub/api/users`, `/hub/api/users/{name}` and `/hub/api/users/{name}/activity`.
+
+PATCH takes `name`, `admin`, `groups` and `blocked` (Atrium's; JupyterHub
+blocks users only in its config). Blocking goes through `patch_user`, which
+also stops the user's servers.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any, cast
 
 from tornado import web
@@ -9,11 +16,44 @@ from tornado import web
 from hub.api.base import APIHandler, keeps_permissions, needs_scope
 from hub.errors import BadRequest
 from hub.log import bounded
+from hub.ops import servers as server_ops
 from hub.ops import users as user_ops
 from hub.ops.models import USER_READ_SCOPES
+from hub.rbac.access import Requester
+from hub.state import HubState
+
+log = logging.getLogger("hub.api")
 
 STATES = {"active", "ready", "inactive"}
 MAX_BULK_USERS = 10_000
+
+
+async def stop_servers(state: HubState, req: Requester, name: str) -> None:
+    """Stop every server of `name` that is running or starting, together.
+
+    A stop that fails is logged and left: the user model then still shows that
+    server, so the caller can see it.
+    """
+    refs = await state.db.run(server_ops.active_servers, name)
+    outcomes = await asyncio.gather(
+        *(state.orchestrator.stop(req, name, ref.name) for ref in refs), return_exceptions=True
+    )
+    for ref, outcome in zip(refs, outcomes, strict=True):
+        if isinstance(outcome, BaseException):
+            log.error("Stopping %s of a blocked user failed: %s", ref.log_name, outcome)
+
+
+async def patch_user(
+    state: HubState, req: Requester, name: str, patch: dict[str, Any]
+) -> dict[str, Any]:
+    """`user_ops.update_user`, then, for a blocked user, stop their servers (a blocked
+    user cannot start one again: `hub.ops.servers.begin_spawn` refuses)."""
+    model: dict[str, Any] = await state.db.run(user_ops.update_user, state.ctx, req, name, patch)
+    if patch.get("blocked") is True:
+        current = str(model.get("name", name))
+        await stop_servers(state, req, current)
+        model = await state.db.run(user_ops.get_user, state.ctx, req, current)
+    return model
 
 
 class UserListAPIHandler(APIHandler):
@@ -99,9 +139,8 @@ class UserAPIHandler(APIHandler):
     async def patch(self, name: str) -> None:
         data = self.json_object()
         if not data:
-            raise BadRequest("Nothing to change: send name, admin or groups")
-        model = await self.db.run(user_ops.update_user, self.ctx, self.req, name, data)
-        self.write_json(model)
+            raise BadRequest("Nothing to change: send name, admin, groups or blocked")
+        self.write_json(await patch_user(self.hub, self.req, name, data))
 
     @needs_scope("delete:users")
     async def delete(self, name: str) -> None:

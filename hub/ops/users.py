@@ -11,7 +11,7 @@ from sqlalchemy import ColumnElement, and_, case, delete, exists, func, insert, 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from hub.db.models import Group, Server, User
+from hub.db.models import APIToken, Group, OAuthCode, Server, User
 from hub.errors import BadRequest, Conflict, Forbidden, NotFound
 from hub.log import bounded
 from hub.names import validate_username
@@ -267,12 +267,46 @@ def create_users(
     return [m for m in models if m]
 
 
-PATCHABLE = {"name", "admin", "groups"}
+PATCHABLE = {"name", "admin", "groups", "blocked"}
+
+
+def _active_server_count(session: Session, user_id: int) -> int:
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(Server)
+            .where(
+                Server.user_id == user_id,
+                or_(Server.started.is_not(None), Server.pending.is_not(None)),
+            )
+        )
+        or 0
+    )
+
+
+def _end_logins(session: Session, user: User) -> None:
+    """Log a user out everywhere: a new cookie id (every hub cookie stops working) and
+    no more tokens or codes from their login sessions (open JupyterLab tabs lose
+    access). Tokens made through the API stay, unusable while the user is blocked."""
+    user.cookie_id = new_cookie_id()
+    session.execute(
+        delete(APIToken).where(APIToken.user_id == user.id, APIToken.session_id.is_not(None))
+    )
+    session.execute(delete(OAuthCode).where(OAuthCode.user_id == user.id))
 
 
 def update_user(
     session: Session, ctx: HubContext, req: Requester, name: str, patch: dict[str, Any]
 ) -> dict[str, Any]:
+    """Change a user's name, admin flag, groups or blocked flag.
+
+    Blocking (admins only, never oneself) ends the user's logins (`_end_logins`);
+    their tokens stop working because blocked users' credentials resolve to no one
+    (`hub.ops.identity`). Their running servers are stopped by the caller, which
+    has the orchestrator (`hub.api.users.patch_user`). A user with a server running
+    or pending cannot be renamed: the server's URL, OAuth client and route carry
+    the name.
+    """
     unknown = set(patch) - PATCHABLE
     if unknown:
         raise BadRequest(
@@ -282,18 +316,35 @@ def update_user(
     user = find_visible_user(session, req, name, ["admin:users"])
     if user.admin and not req.is_full_admin():
         raise Forbidden("Only admins can modify other admins")
+    itself = req.kind == "user" and req.id == user.id
     changes: dict[str, Any] = {}
     if "admin" in patch:
         new_admin = _check_admin_grant(req, patch["admin"])
         if new_admin != user.admin:
-            if not new_admin and req.kind == "user" and req.id == user.id:
+            if not new_admin and itself:
                 raise BadRequest("You cannot remove your own admin rights")
             changes["admin"] = new_admin
+    blocked: bool | None = None
+    if "blocked" in patch:
+        value = patch["blocked"]
+        if not isinstance(value, bool):
+            raise BadRequest("blocked must be true or false")
+        if value != user.blocked:
+            if not req.is_full_admin():
+                raise Forbidden("Only admins can block or unblock users")
+            if value and itself:
+                raise BadRequest("You cannot block yourself")
+            blocked = value
     if "name" in patch:
         new_name = validate_username(patch["name"])
         if new_name != user.name:
             if session.scalar(select(User.id).where(User.name == new_name)) is not None:
                 raise Conflict(f"User {new_name} already exists")
+            if _active_server_count(session, user.id):
+                raise Conflict(
+                    f"{user.name} has a server running or starting; stop it before renaming "
+                    "(its URL, OAuth client and proxy route carry the name)"
+                )
             changes["name"] = new_name
     if "groups" in patch:
         wanted = patch["groups"]
@@ -313,6 +364,11 @@ def update_user(
             setattr(user, key, changes[key])
     if changes:
         audit.record(session, req.name, "user.update", name, **changes)
+    if blocked is not None:
+        user.blocked = blocked
+        if blocked:
+            _end_logins(session, user)
+        audit.record(session, req.name, "user.block" if blocked else "user.unblock", user.name)
     session.flush()
     return get_user(session, ctx, req, user.name)
 
@@ -334,15 +390,7 @@ def check_delete(session: Session, req: Requester, name: str) -> None:
 def delete_user(session: Session, req: Requester, name: str) -> None:
     """Delete a user whose servers are stopped (`hub.spawn` stops them first)."""
     user = _deletable(session, req, name)
-    active = session.scalar(
-        select(func.count())
-        .select_from(Server)
-        .where(
-            Server.user_id == user.id,
-            or_(Server.started.is_not(None), Server.pending.is_not(None)),
-        )
-    )
-    if active:
+    if _active_server_count(session, user.id):
         raise BadRequest(f"{name} has running servers; stop them first")
     session.execute(delete(User).where(User.id == user.id))
     audit.record(session, req.name, "user.delete", name)
