@@ -52,6 +52,7 @@ class AtriumApp(HubCommand):
         from hub.web import make_app
 
         s = self.settings
+        branding = s.make_branding()
         secrets = secretfiles.load_secrets(
             Path(s.cookie_secret_file), Path(s.proxy_auth_token_file)
         )
@@ -85,6 +86,8 @@ class AtriumApp(HubCommand):
             max_body_size=s.max_body_size,
             cookie_max_age_days=s.cookie_max_age_days,
             frame_ancestors=s.csp_frame_ancestors,
+            branding=branding,
+            redirect_to_server=s.redirect_to_server,
             allow_password_token_requests=s.allow_password_token_requests,
             requester_cache=RequesterCache(ttl=s.auth_cache_ttl),
             spawner_class=s.spawner_class,

@@ -6,6 +6,7 @@ commented, and `tests/test_config.py` fails if one is missing there.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from traitlets import (
@@ -21,6 +22,7 @@ from traitlets import (
 )
 from traitlets.config import Configurable
 
+from hub import branding
 from hub.errors import ConfigError
 from hub.ops.context import HubContext
 from hub.rbac.roles import RoleTable
@@ -39,6 +41,22 @@ def load_spawner_class(path: str) -> type:
     if not (isinstance(cls, type) and issubclass(cls, Spawner)):
         raise TraitError(f"spawner_class: {path!r} is not a Spawner subclass")
     return cls
+
+
+def _logo_path(value: str) -> str:
+    branding.read_logo(value)
+    return value
+
+
+# each branding setting's check: the value to keep, or BrandingError naming the setting
+_BRANDING_CHECKS: dict[str, Callable[[str], str]] = {
+    "title": branding.check_title,
+    "logo_file": _logo_path,
+    "brand_colour": branding.check_brand_colour,
+    "accent_colour": lambda value: branding.parse_colour("accent_colour", value),
+    "announcement": branding.check_announcement,
+    "announcement_url": branding.check_announcement_url,
+}
 
 
 class Hub(Configurable):
@@ -157,6 +175,69 @@ class Hub(Configurable):
         help="Who may frame the hub's pages: the Content-Security-Policy frame-ancestors "
         "sources, e.g. \"'self' https://lms.example.edu\".",
     ).tag(config=True)
+    title = Unicode(
+        "Atrium",
+        help="The hub's name for this class or lab, shown in the header of every page and "
+        "in the browser's title bar, e.g. 'Physics 101 Jupyter'.",
+    ).tag(config=True)
+    logo_file = Unicode(
+        "",
+        help="A logo shown in the header of every page: the path of a PNG, SVG, JPEG or WebP "
+        "file of at most 1 MiB, read once at start-up and served at /hub/logo. '' for none.",
+    ).tag(config=True)
+    brand_colour = Unicode(
+        "#2f5fd0",
+        help="The colour of the header and buttons, as #rgb or #rrggbb. White text on it must "
+        "reach a contrast of 4.5:1 (WCAG AA), so the hub refuses colours that are too light.",
+    ).tag(config=True)
+    accent_colour = Unicode(
+        "#f2b705",
+        help="The colour of the announcement banner and the line under the header, as #rgb "
+        "or #rrggbb; text on it is black or white, whichever reads better.",
+    ).tag(config=True)
+    announcement = Unicode(
+        "",
+        help="A message shown in a banner on every page (plain text, one line), e.g. "
+        "'The hub restarts on Friday at 18:00'. '' for none.",
+    ).tag(config=True)
+    announcement_url = Unicode(
+        "",
+        help="Where the banner's 'More' link leads: an http:// or https:// URL, or a path on "
+        "this site starting with '/'. '' for no link.",
+    ).tag(config=True)
+    redirect_to_server = Bool(
+        True,
+        help="Where /hub/ and a login without `next` lead: True, straight to the person's "
+        "running server, or to the page that starts it in one click (JupyterHub's default); "
+        "False, to their home page (/hub/home), to choose among named servers first.",
+    ).tag(config=True)
+
+    @validate(
+        "title", "logo_file", "brand_colour", "accent_colour", "announcement", "announcement_url"
+    )
+    def _branding(self, proposal: Any) -> str:
+        check = _BRANDING_CHECKS[proposal["trait"].name]
+        try:
+            return check(str(proposal["value"]))
+        except branding.BrandingError as e:
+            raise TraitError(str(e)) from None
+
+    def make_branding(self) -> branding.Branding:
+        """The branding pages show; the logo file is read here (and checked again: it may
+        have changed since the settings were loaded)."""
+        try:
+            logo = branding.read_logo(self.logo_file)
+        except branding.BrandingError as e:
+            raise ConfigError(str(e)) from None
+        return branding.Branding(
+            title=self.title,
+            brand_colour=self.brand_colour,
+            accent_colour=self.accent_colour,
+            announcement=self.announcement,
+            announcement_url=self.announcement_url,
+            logo=logo,
+        )
+
     proxy_auth_token_file = Unicode(
         "atrium_proxy_token",
         help="File holding the token the hub and proxy share, created with mode 0600 on first "

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from hub.authcache import RequesterCache
+from hub.branding import Branding
 from hub.db.engine import Database
 from hub.ops.context import HubContext
 from hub.spawn import Orchestrator
@@ -32,3 +33,7 @@ class HubState:
     # pages: how long a login lasts, who may frame them
     cookie_max_age_days: float = 14.0
     frame_ancestors: str = "'self'"
+    # the class's or lab's title, logo, colours and announcement
+    branding: Branding = field(default_factory=Branding)
+    # /hub/ and a login without `next` lead to the server (True) or the home page
+    redirect_to_server: bool = True

@@ -12,7 +12,7 @@ from tornado.netutil import bind_sockets
 from hub import api
 from hub.api.base import API404
 from hub.oauth import handlers as oauth_handlers
-from hub.pages import admin_groups, error, login, spawn, static
+from hub.pages import admin_groups, error, home, login, logo, spawn, static, token
 from hub.state import HubState
 
 
@@ -24,6 +24,7 @@ def make_app(state: HubState, base_url: str, cookie_secret: bytes) -> web.Applic
     prefix = re.escape(base_url + "hub")
     pages = [*error.routes, *login.routes, *spawn.routes, *static.routes]
     pages += admin_groups.routes  # the admin panel's groups, roster import and audit log
+    pages += [*home.routes, *token.routes, *logo.routes]  # a person's pages, the logo
     # the OAuth endpoints live under /api but before the API's catch-all 404
     routes: list[tuple[Any, ...]] = [*oauth_handlers.routes, *api.all_routes(), *pages]
     handlers: list[Any] = [(prefix + route[0], *route[1:]) for route in routes]

@@ -2,8 +2,9 @@
 
 POST starts (201 ready, 202 still starting or already starting, 400 already
 running or stopping); DELETE stops (204 stopped, 202 still stopping);
-`{"remove": true}` also deletes a named server. `.../progress` streams the
-events of a start as server-sent events (`hub.progress` has the format).
+`{"remove": true}` also deletes a named server. PATCH `{"name": "new"}` renames a
+stopped named server (our addition: JupyterHub has no rename). `.../progress`
+streams the events of a start as server-sent events (`hub.progress` has the format).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from tornado.iostream import StreamClosedError
 
 from hub.api.base import APIHandler, keeps_permissions, needs_scope
 from hub.errors import BadRequest
+from hub.ops import servers as server_ops
 
 
 def start_options(body: Any) -> Any:
@@ -59,6 +61,15 @@ class ServerAPIHandler(APIHandler):
         else:
             self.set_status(202)
             self.finish()
+
+
+class NamedServerAPIHandler(ServerAPIHandler):
+    @keeps_permissions
+    @needs_scope("servers")
+    async def patch(self, name: str, server_name: str = "") -> None:
+        body = self.json_object()
+        model = await self.db.run(server_ops.rename, self.ctx, self.req, name, server_name, body)
+        self.write_json(model)
 
 
 class ProgressAPIHandler(APIHandler):
@@ -112,6 +123,6 @@ class ProgressAPIHandler(APIHandler):
 routes = [
     (r"/api/users/([^/]+)/server", ServerAPIHandler),
     (r"/api/users/([^/]+)/server/progress", ProgressAPIHandler),
-    (r"/api/users/([^/]+)/servers/([^/]*)", ServerAPIHandler),
+    (r"/api/users/([^/]+)/servers/([^/]*)", NamedServerAPIHandler),
     (r"/api/users/([^/]+)/servers/([^/]*)/progress", ProgressAPIHandler),
 ]

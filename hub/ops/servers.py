@@ -1,23 +1,28 @@
-"""Server rows: the database side of starting and stopping servers.
+"""Server rows: the database side of starting, stopping and renaming servers.
 
 `hub.spawn` drives the spawners and calls these to move a server through its
 states: stopped -> pending 'spawn' -> running -> pending 'stop' -> stopped.
+A stopped named server may be renamed (`rename`); `own_servers` is what a
+person's home page (`hub.pages.home`) shows of their servers.
 """
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hub.db.models import Server, User
-from hub.errors import BadRequest, NotFound
+from hub.errors import BadRequest, Conflict, NotFound
 from hub.log import bounded
 from hub.names import validate_server_name
 from hub.ops import audit, credentials
 from hub.ops.context import HubContext
+from hub.ops.models import server_model
 from hub.rbac.access import Requester
 from hub.timeutil import utcnow
 
@@ -117,20 +122,9 @@ def begin_spawn(
         select(Server).where(Server.user_id == user.id, Server.name == server_name)
     )
     if server is None:
-        if server_name and ctx.named_server_limit_per_user:
-            count = (
-                session.scalar(
-                    select(func.count())
-                    .select_from(Server)
-                    .where(Server.user_id == user.id, Server.name != "")
-                )
-                or 0
-            )
-            if count >= ctx.named_server_limit_per_user:
-                raise BadRequest(
-                    f"User {user.name} already has the maximum of "
-                    f"{ctx.named_server_limit_per_user} named servers"
-                )
+        limit = ctx.named_server_limit_per_user
+        if server_name and limit and _named_server_count(session, user.id) >= limit:
+            raise BadRequest(f"User {user.name} already has the maximum of {limit} named servers")
         server = Server(user_id=user.id, name=server_name, state={}, user_options={})
         session.add(server)
     elif server.pending:
@@ -215,6 +209,14 @@ def remove_stopped(session: Session, actor: str, ref: ServerRef) -> None:
         audit.record(session, actor, "server.delete", ref.log_name)
 
 
+def default_server(session: Session, user_name: str) -> ServerRef | None:
+    """A user's default server, if it has a row (for the hub's own use: no checks)."""
+    server = session.scalar(
+        select(Server).join(User).where(User.name == user_name, Server.name == "")
+    )
+    return _ref(server, user_name) if server is not None else None
+
+
 def active_servers(session: Session, user_name: str) -> list[ServerRef]:
     """A user's servers that are running or pending (for the hub's own use: no checks)."""
     rows = session.scalars(
@@ -254,3 +256,116 @@ def active_count(session: Session) -> int:
         )
         or 0
     )
+
+
+def _named_server_count(session: Session, user_id: int) -> int:
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(Server)
+            .where(Server.user_id == user_id, Server.name != "")
+        )
+        or 0
+    )
+
+
+def rename(
+    session: Session,
+    ctx: HubContext,
+    req: Requester,
+    user_name: str,
+    server_name: str,
+    body: dict[str, Any],
+) -> dict[str, Any]:
+    """Rename a stopped named server (`{"name": "new"}`); returns its model.
+
+    Only a stopped server: a running one's URL, proxy route and OAuth client carry its
+    name. The new name follows the rules of `hub.names` and is unique per user.
+    """
+    if not ctx.allow_named_servers:
+        raise BadRequest("Named servers are not enabled on this hub")
+    if not server_name:
+        raise BadRequest("The default server has no name to change")
+    user = server_owner(session, req, user_name, server_name, "servers")
+    unknown = set(body) - {"name"}
+    if unknown:
+        raise BadRequest("the only field accepted here is name")
+    if "name" not in body:
+        raise BadRequest('Send the new name as {"name": "..."}')
+    if body["name"] == "":
+        raise BadRequest("The new name must not be empty")
+    new_name = validate_server_name(body["name"])
+    server = session.scalar(
+        select(Server)
+        .where(Server.user_id == user.id, Server.name == server_name)
+        .with_for_update()
+    )
+    if server is None:
+        raise NotFound(f"{user.name} has no server named {bounded(server_name, 64)}")
+    old = _ref(server, user.name)
+    if server.pending or server.started is not None:
+        state = {"spawn": "starting", "stop": "stopping"}.get(server.pending or "", "running")
+        raise Conflict(
+            f"{old.log_name} is {state}; stop it before renaming it (its address carries its name)"
+        )
+    if new_name != server.name:
+        taken = session.scalar(
+            select(Server.id).where(Server.user_id == user.id, Server.name == new_name)
+        )
+        if taken is not None:
+            raise Conflict(f"{user.name} already has a server named {new_name}")
+        server.name = new_name
+        try:
+            session.flush()
+        except IntegrityError:
+            raise Conflict(f"{user.name} already has a server named {new_name}") from None
+        audit.record(session, req.name, "server.rename", old.log_name, to=f"{user.name}/{new_name}")
+    return server_model(ctx, req, user.name, server, [g.name for g in user.groups])
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    """One of a person's servers as their home page shows it."""
+
+    name: str
+    state: str  # 'ready', 'spawn', 'stop' or 'stopped'
+    started: datetime.datetime | None
+    last_activity: datetime.datetime | None
+    failure: str | None
+
+
+def own_servers(session: Session, user_id: int) -> list[ServerStatus]:
+    """Every server row of a user, the default one first, then by name."""
+    rows = session.scalars(
+        select(Server).where(Server.user_id == user_id).order_by(Server.name)
+    ).all()
+    return [
+        ServerStatus(
+            name=row.name,
+            state=row.pending or ("ready" if row.started is not None else "stopped"),
+            started=row.started,
+            last_activity=row.last_activity,
+            failure=row.failure if row.pending is None and row.started is None else None,
+        )
+        for row in rows
+    ]
+
+
+def check_new_named_server(session: Session, ctx: HubContext, user_id: int, name: str) -> str:
+    """Whether a person may create a named server called `name` now; the valid name, or
+    BadRequest/Conflict saying why not (the name, the limit, or a server so called)."""
+    if not ctx.allow_named_servers:
+        raise BadRequest("Named servers are not enabled on this hub")
+    if name == "":
+        raise BadRequest("Give the new server a name")
+    name = validate_server_name(name)
+    exists = session.scalar(select(Server.id).where(Server.user_id == user_id, Server.name == name))
+    if exists is not None:
+        raise Conflict(f"You already have a server named {name}")
+    limit = ctx.named_server_limit_per_user
+    if limit and _named_server_count(session, user_id) >= limit:
+        raise BadRequest(
+            f"You already have the most named servers this hub allows ({limit}); delete one "
+            "to make room"
+        )
+    return name

@@ -148,6 +148,7 @@ class PageHandler(web.RequestHandler):
                 user=req.name if req is not None else None,
                 can_admin=req is not None and req.has("admin-ui"),
                 xsrf=self.xsrf_token.decode(),
+                brand=self.hub.branding,
                 **values,
             )
         )

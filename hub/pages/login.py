@@ -1,9 +1,13 @@
-"""`/hub/login` and `/hub/logout`: native accounts (the hub's own passwords).
+"""`/hub/login`, `/hub/logout` and `/hub/`: native accounts (the hub's own passwords).
 
 A successful login sets the login cookie and goes to `next` when it is a path
-on this site, else to the user's own server page. A failed one shows the same
+on this site, else where `/hub/` leads: with `c.Hub.redirect_to_server` (the
+default), straight to the person's running server, or to the page that starts
+it in one click; otherwise to their home page. A failed login shows the same
 message whether the account is unknown or the password wrong (and takes the
-same time: see `hub.ops.passwords`). Logging out clears the cookie.
+same time: see `hub.ops.passwords`). Logging out clears the cookie and revokes
+every token issued through that login, so the servers opened with it (their
+OAuth cookies) lose access too.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from hub.db.models import User
 from hub.errors import BadRequest
 from hub.names import normalize_username
 from hub.ops import credentials
+from hub.ops import servers as server_ops
 from hub.ops.passwords import check_password
 from hub.pages.base import PageHandler, log, safe_next
 
@@ -27,20 +32,34 @@ def _cookie_id(session: Session, name: str) -> str | None:
     return session.scalar(select(User.cookie_id).where(User.name == name, ~User.blocked))
 
 
-class LoginHandler(PageHandler):
-    def _default_next(self, name: str) -> str:
+class LandingPage(PageHandler):
+    async def landing(self, name: str) -> str:
+        """Where `/hub/` leads `name` (see the module docstring)."""
+        if not self.hub.redirect_to_server:
+            return f"{self.ctx.base_url}hub/home"
+        ref = await self.db.run(server_ops.default_server, name)
+        if ref is not None and ref.started and not ref.pending:
+            return self.hub.orchestrator.landing_url(ref)
         return f"{self.ctx.base_url}hub/spawn/{quote(name, safe='@')}"
 
+
+class LoginHandler(LandingPage):
     def _next(self) -> str:
         return self.get_query_argument("next", "")[:2000]
 
     async def get(self) -> None:
         if self.requester is not None:
-            self.redirect(
-                safe_next(self._next(), self.ctx.base_url, self._default_next(self.requester.name))
-            )
+            default = await self.landing(self.requester.name)
+            self.redirect(safe_next(self._next(), self.ctx.base_url, default))
             return
-        self.page("login.html", title="Log in", next=self._next(), username="", error="")
+        self.page(
+            "login.html",
+            title="Log in",
+            next=self._next(),
+            username="",
+            error="",
+            logged_out=self.get_query_argument("logged_out", "") == "1",
+        )
 
     async def post(self) -> None:
         raw_name = self.get_body_argument("username", "")[:MAX_FIELD]
@@ -54,7 +73,8 @@ class LoginHandler(PageHandler):
             if cookie_id is not None:
                 self.set_login_cookie(cookie_id)
                 log.info("%s logged in", name)
-                self.redirect(safe_next(self._next(), self.ctx.base_url, self._default_next(name)))
+                default = await self.landing(name)
+                self.redirect(safe_next(self._next(), self.ctx.base_url, default))
                 return
         log.info("Failed login for %r", raw_name[:60])
         self.page(
@@ -64,6 +84,7 @@ class LoginHandler(PageHandler):
             next=self._next(),
             username=raw_name[:200],
             error="The username or password is not right.",
+            logged_out=False,
         )
 
 
@@ -78,21 +99,21 @@ class LogoutHandler(PageHandler):
                 revoked = await self.db.run(credentials.end_session, req.id, req.session_id)
                 self.hub.requester_cache.invalidate()
             log.info("%s logged out (%d session tokens revoked)", req.name, revoked)
-        self.redirect(f"{self.ctx.base_url}hub/login")
+        self.redirect(f"{self.ctx.base_url}hub/login?logged_out=1")
 
     async def get(self) -> None:
         # a link or bookmark to /hub/logout logs out too (JupyterHub's habit)
         await self.post()
 
 
-class HubRootHandler(PageHandler):
-    """`/hub/`: your own server page when logged in, else the login page."""
+class HubRootHandler(LandingPage):
+    """`/hub/`: the login page, or where a login leads (`LandingPage.landing`)."""
 
     async def get(self) -> None:
         if self.requester is None:
             self.redirect(f"{self.ctx.base_url}hub/login")
         else:
-            self.redirect(f"{self.ctx.base_url}hub/spawn/{quote(self.requester.name, safe='@')}")
+            self.redirect(await self.landing(self.requester.name))
 
 
 routes = [(r"/?", HubRootHandler), (r"/login", LoginHandler), (r"/logout", LogoutHandler)]

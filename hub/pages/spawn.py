@@ -72,6 +72,31 @@ class ServerPage(PageHandler):
             raise NotFound("No such user")
         return await self.db.run(server_ops.lookup, req, name, server_name, "read:servers")
 
+    async def _go_to_server(self, req: Requester, name: str, server_name: str) -> None:
+        ref = await self._lookup(req, name, server_name)
+        landing = self.ctx.user_url(name, server_name)
+        if ref is not None:
+            landing = self.hub.orchestrator.landing_url(ref)
+        self.redirect(self._next(landing))
+
+    async def start_and_go(
+        self, req: Requester, name: str, server_name: str, options: dict[str, Any] | None
+    ) -> None:
+        """Start a server and send the browser on: to the server if it is ready within
+        the page's wait (`SpawnTimeouts.page_spawn`), else to the page that follows the
+        start (which also says why a start failed, and offers to try again)."""
+        orchestrator = self.hub.orchestrator
+        try:
+            outcome = await orchestrator.start(
+                req, name, server_name, options, wait=orchestrator.timeouts.page_spawn
+            )
+        except SpawnFailed:
+            outcome = "pending"
+        if outcome == "ready":
+            await self._go_to_server(req, name, server_name)
+        else:
+            self.redirect(self._page_url("spawn-pending", name, server_name))
+
 
 class SpawnHandler(ServerPage):
     async def _model(self, req: Requester, name: str) -> dict[str, Any]:
@@ -113,15 +138,9 @@ class SpawnHandler(ServerPage):
             "next": self._next(""),
             "message": "",
             "error": "",
+            "failure": "",
             **extra,
         }
-
-    async def _go_to_server(self, req: Requester, name: str, server_name: str) -> None:
-        ref = await self._lookup(req, name, server_name)
-        landing = self.ctx.user_url(name, server_name)
-        if ref is not None:
-            landing = self.hub.orchestrator.landing_url(ref)
-        self.redirect(self._next(landing))
 
     async def get(self, name_part: str, server_part: str = "") -> None:
         req = self.require_login()
@@ -131,7 +150,12 @@ class SpawnHandler(ServerPage):
         if server and server.get("pending") == "spawn":
             self.redirect(self._page_url("spawn-pending", name, server_name))
             return
-        self.page("spawn.html", **self._values(req, name, server_name, model))
+        ref = await self._lookup(req, name, server_name)
+        # why the last start failed, until the next one (a student can act on it)
+        failure = ref.failure if ref is not None and not ref.started and not ref.pending else ""
+        self.page(
+            "spawn.html", **self._values(req, name, server_name, model, failure=failure or "")
+        )
 
     async def post(self, name_part: str, server_part: str = "") -> None:
         req = self.require_login()
@@ -141,18 +165,8 @@ class SpawnHandler(ServerPage):
         if server and server.get("ready"):
             await self._go_to_server(req, name, server_name)
             return
-        orchestrator = self.hub.orchestrator
-        options = self._options(orchestrator.form_spawner(name, server_name))
-        try:
-            outcome = await orchestrator.start(
-                req, name, server_name, options, wait=orchestrator.timeouts.page_spawn
-            )
-        except SpawnFailed:
-            outcome = "pending"  # the pending page says what failed, and offers to try again
-        if outcome == "ready":
-            await self._go_to_server(req, name, server_name)
-        else:
-            self.redirect(self._page_url("spawn-pending", name, server_name))
+        options = self._options(self.hub.orchestrator.form_spawner(name, server_name))
+        await self.start_and_go(req, name, server_name, options)
 
     def _options(self, spawner: Spawner | None) -> dict[str, Any] | None:
         """The options form's fields (all but the page's own), as the spawner reads them."""
