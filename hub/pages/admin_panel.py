@@ -190,14 +190,13 @@ class AdminPage(PageHandler):
         return int(raw)
 
     def text_argument(self, name: str, limit: int = 256) -> str:
-        """A short text field (query or form); longer than `limit` is a 400."""
+        """A short text field (query or form), stripped; longer than `limit` is a 400.
+        (Tornado has already turned control characters into spaces.)"""
         value = self.get_argument(name, "").strip()
         if len(value) > limit:
             raise BadRequest(
                 f"The {name.replace('_', ' ')} is too long (at most {limit} characters)."
             )
-        if "\x00" in value:
-            raise BadRequest(f"The {name.replace('_', ' ')} must not contain NUL characters.")
         return value
 
 
