@@ -12,7 +12,7 @@ import re
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import orjson
 import pytest
@@ -364,3 +364,117 @@ async def test_bad_options_are_refused_and_nothing_starts(hub_factory: HubFactor
     assert "at most 100 user options" in r.body.decode()
     model = (await hub.api("GET", "/users/ann")).json()
     assert model["servers"] == {}
+
+
+OFF_SITE = [
+    "//evil.example/x",
+    "///evil.example/x",
+    "\\\\evil.example",
+    "/\\evil.example",
+    "https:///evil.example",
+    "javascript:alert(1)",
+    "http://evil.example/",
+    "https://evil.example",
+    "/\t/evil.example",
+    " //evil.example",
+    "HTTP://evil.example",
+]
+
+
+async def test_next_never_leads_off_site(hub_factory: HubFactory) -> None:
+    """Login, the login page when logged in, the spawn page and the spawn-pending page:
+    each refuses every `next` a browser would take off this site."""
+    hub = await hub_factory(spawner_class=SPAWNER, spawn_page_wait=30)
+    await hub.add_user("ann", password=PASSWORD)
+    browser = Browser(hub)
+    for target in OFF_SITE:
+        encoded = quote(target, safe="")
+        r = await Browser(hub).login("ann", next_url=encoded)
+        assert (r.code, r.headers["Location"]) == (302, "/hub/spawn/ann"), target
+    await browser.login("ann")
+    for target in OFF_SITE:
+        encoded = quote(target, safe="")
+        r = await browser.request("GET", f"/hub/login?next={encoded}")
+        assert r.headers["Location"] == "/hub/spawn/ann", target
+        page = (await browser.request("GET", f"/hub/spawn/ann?next={encoded}")).body.decode()
+        assert 'name="next" value=""' in page, target  # not carried into the Start form
+    assert (await hub.api("POST", "/users/ann/server")).status == 201
+    for target in OFF_SITE:
+        r = await browser.request(
+            "POST", "/hub/spawn/ann", {"_xsrf": await browser.xsrf(), "next": target}
+        )
+        assert r.headers["Location"] == "/user/ann/", target
+        r = await browser.request("GET", f"/hub/spawn-pending/ann?next={quote(target, safe='')}")
+        assert r.headers["Location"] == "/user/ann/", target
+    # a path on this site is kept
+    r = await browser.request("GET", "/hub/spawn-pending/ann?next=/user/ann/lab/tree")
+    assert r.headers["Location"] == "/user/ann/lab/tree"
+
+
+def set_cookies(r: HTTPResponse) -> dict[str, str]:
+    return {h.split("=", 1)[0]: h for h in r.headers.get_list("Set-Cookie")}
+
+
+async def test_cookies_are_secure_over_https(hub_factory: HubFactory) -> None:
+    """Behind a TLS proxy (the hub trusts X-Forwarded-Proto) every cookie a page sets is
+    secure; both are httponly."""
+    hub = await hub_factory()
+    await hub.add_user("ann", password=PASSWORD)
+    for proto, secure in (("https", True), ("http", False)):
+        browser = Browser(hub)
+        headers = {"X-Forwarded-Proto": proto}
+        r = await browser.request("GET", "/hub/login", headers=headers)
+        xsrf = set_cookies(r)["_xsrf"]
+        r = await browser.request(
+            "POST",
+            "/hub/login",
+            {"username": "ann", "password": PASSWORD, "_xsrf": browser.cookies["_xsrf"]},
+            headers=headers,
+        )
+        assert r.code == 302
+        login = set_cookies(r)[LOGIN_COOKIE]
+        for cookie in (xsrf, login):
+            assert ("; Secure" in cookie) is secure, cookie
+            assert "; HttpOnly" in cookie
+            assert "; SameSite=Lax" in cookie
+        r = await browser.request(
+            "POST", "/hub/logout", {"_xsrf": browser.cookies["_xsrf"]}, headers=headers
+        )
+        assert ("; Secure" in set_cookies(r)[LOGIN_COOKIE]) is secure
+
+
+async def test_every_page_sends_the_security_headers(hub_factory: HubFactory) -> None:
+    ancestors = "'self' https://lms.example.edu"
+    hub = await hub_factory(
+        spawner_class=SPAWNER, allow_named_servers=True, csp_frame_ancestors=ancestors
+    )
+    await hub.add_user("ann", password=PASSWORD)
+    browser = Browser(hub)
+    await browser.login("ann")
+    xsrf = await browser.xsrf()
+    pages: list[tuple[str, str, dict[str, str] | None, int]] = [
+        ("GET", "/hub/login?next=/hub/home", None, 302),
+        ("GET", "/hub/home", None, 200),
+        ("GET", "/hub/token", None, 200),
+        ("GET", "/hub/spawn/ann", None, 200),
+        ("GET", "/hub/spawn/nobody", None, 404),
+        ("GET", "/hub/error/503?url=/user/ann/", None, 503),
+        ("POST", "/hub/home", {"_xsrf": xsrf, "action": "nope"}, 400),
+        ("POST", "/hub/home", {"action": "stop"}, 403),
+        ("POST", "/hub/token", {"_xsrf": xsrf, "action": "revoke", "token_id": "a1"}, 404),
+    ]
+    for method, path, form, status in pages:
+        r = await browser.request(method, path, form)
+        assert r.code == status, path
+        csp = r.headers["Content-Security-Policy"]
+        assert f"frame-ancestors {ancestors}" in csp, path
+        assert "default-src 'none'" in csp
+        assert r.headers["X-Content-Type-Options"] == "nosniff", path
+        assert r.headers["Cache-Control"] == "no-store", path
+        if status != 302:
+            text = r.body.decode()
+            assert r.headers["Content-Type"].startswith("text/html"), path
+            assert "Traceback" not in text
+            assert '<html lang="en">' in text
+    login = await Browser(hub).request("GET", "/hub/login")
+    assert f"frame-ancestors {ancestors}" in login.headers["Content-Security-Policy"]

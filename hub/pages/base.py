@@ -135,6 +135,12 @@ class PageHandler(web.RequestHandler):
             samesite="Lax",
         )
 
+    def set_cookie(self, name: str, value: str | bytes, *args: Any, **kwargs: Any) -> None:
+        # over https every cookie a page sets is secure: the login's and tornado's XSRF one
+        if self.request.protocol == "https":
+            kwargs["secure"] = True
+        super().set_cookie(name, value, *args, **kwargs)
+
     def clear_login_cookie(self) -> None:
         self.clear_cookie(LOGIN_COOKIE, path=f"{self.ctx.base_url}hub/")
 
