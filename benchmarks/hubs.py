@@ -187,6 +187,9 @@ class RunningHub:
     version: str = "unknown"
     start_seconds: float = 0.0
     proxy_port: int = 0  # JupyterHub: configurable-http-proxy's public port
+    # the password a person logs in with: Atrium's first admin ("admin"), any user
+    # for JupyterHub's DummyAuthenticator
+    password: str = ""
 
     def client(self, timeout: float = 60.0) -> Client:
         return Client("127.0.0.1", self.port, self.token, timeout=timeout)
@@ -240,7 +243,8 @@ def start_atrium(procs: ProcessGroup, workdir: Path, extra_args: Sequence[str] =
     if r.status != 201:
         raise BenchError(f"atrium token request answered {r.status}: {r.body[:300]!r}")
     token = str(json.loads(r.body)["token"])
-    return RunningHub("atrium", port, token, proc, log, str(info.get("version")), started)
+    version = str(info.get("version"))
+    return RunningHub("atrium", port, token, proc, log, version, started, password=password)
 
 
 JUPYTERHUB_CONFIG = """\
@@ -275,6 +279,7 @@ def start_jupyterhub(
     hub_port, proxy_port, proxy_api_port = free_port(), free_port(), free_port()
     proxy_token = secrets.token_hex(32)
     token = secrets.token_hex(32)
+    password = secrets.token_urlsafe(16)
     config = workdir / "jupyterhub_config.py"
     config.write_text(
         JUPYTERHUB_CONFIG.format(
@@ -283,7 +288,7 @@ def start_jupyterhub(
             proxy_api_port=proxy_api_port,
             proxy_token=proxy_token,
             token=token,
-            password=secrets.token_urlsafe(16),
+            password=password,
             db=workdir / "jupyterhub.sqlite",
             workdir=workdir,
         )
@@ -317,7 +322,9 @@ def start_jupyterhub(
     wait_listening(proxy_port, chp_proc, chp_log, "configurable-http-proxy")
     started = time.perf_counter() - t0
     version = str(info.get("version"))
-    return RunningHub("jupyterhub", hub_port, token, proc, log, version, started, proxy_port)
+    return RunningHub(
+        "jupyterhub", hub_port, token, proc, log, version, started, proxy_port, password
+    )
 
 
 def wait_listening(
