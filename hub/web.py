@@ -12,7 +12,18 @@ from tornado.netutil import bind_sockets
 from hub import api
 from hub.api.base import API404
 from hub.oauth import handlers as oauth_handlers
-from hub.pages import admin_audit, admin_groups, error, home, login, logo, spawn, static, token
+from hub.pages import (
+    admin_audit,
+    admin_groups,
+    admin_import,
+    error,
+    home,
+    login,
+    logo,
+    spawn,
+    static,
+    token,
+)
 from hub.state import HubState
 
 
@@ -23,7 +34,7 @@ class NotFoundHandler(API404):
 def make_app(state: HubState, base_url: str, cookie_secret: bytes) -> web.Application:
     prefix = re.escape(base_url + "hub")
     pages = [*error.routes, *login.routes, *spawn.routes, *static.routes]
-    pages += [*admin_groups.routes, *admin_audit.routes]  # admin: groups, roster, audit log
+    pages += [*admin_groups.routes, *admin_import.routes, *admin_audit.routes]  # admin panel
     pages += [*home.routes, *token.routes, *logo.routes]  # a person's pages, the logo
     # the OAuth endpoints live under /api but before the API's catch-all 404
     routes: list[tuple[Any, ...]] = [*oauth_handlers.routes, *api.all_routes(), *pages]
