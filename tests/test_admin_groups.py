@@ -460,6 +460,13 @@ async def test_a_failed_start_says_why(hub_factory: HubFactory) -> None:
     assert "<li>ann: not running</li>" in await follow(admin, r)
     r = await post(admin, "/hub/admin/groups/physics/servers", action="reboot")
     assert r.code == 400
+    # the page's script gets its errors as JSON, also once its login is gone
+    json = {"Accept": "application/json"}
+    r = await admin.request("GET", "/hub/admin/groups/nope/servers", headers=json)
+    assert (r.code, orjson.loads(r.body)["message"]) == (404, "No such group: nope")
+    r = await Browser(hub).request("GET", "/hub/admin/groups/physics/servers", headers=json)
+    assert r.code == 403
+    assert "no longer logged in" in orjson.loads(r.body)["message"]
 
 
 # --- in a browser -----------------------------------------------------------------------

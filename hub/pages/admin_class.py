@@ -28,7 +28,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from hub.db.models import Group, Server, User, user_group_map
-from hub.errors import AtriumError, BadRequest, NotFound
+from hub.errors import AtriumError, BadRequest, Forbidden, NotFound
 from hub.log import bounded
 from hub.ops import audit
 from hub.pages.admin_panel import AdminPage, Pager, clamp_page, finish_json, wants_json
@@ -169,6 +169,12 @@ class GroupServersPage(AdminPage):
     """`/hub/admin/groups/<name>/servers`: start or stop a class's servers; their states."""
 
     admin_tab = "groups"
+
+    def require_login(self) -> Requester:
+        """The page's script gets a JSON 403, not the login page, once the login is gone."""
+        if self.requester is None and wants_json(self):
+            raise Forbidden("You are no longer logged in; reload the page to log in again.")
+        return super().require_login()
 
     async def get(self, name: str) -> None:
         req = self.require_admin()

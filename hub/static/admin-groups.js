@@ -79,11 +79,24 @@
     return data;
   }
 
+  // resolves once the tab is visible: a hidden tab asks the hub nothing
+  function visible() {
+    if (!document.hidden) return Promise.resolve();
+    return new Promise((resolve) => {
+      document.addEventListener("visibilitychange", function shown() {
+        if (document.hidden) return;
+        document.removeEventListener("visibilitychange", shown);
+        resolve();
+      });
+    });
+  }
+
   async function poll() {
     if (polling) return;
     polling = true;
     try {
       for (;;) {
+        await visible();
         let data;
         try {
           data = await fetchJson(servers.dataset.statusUrl, {
@@ -120,9 +133,11 @@
         body: new FormData(form),
         headers: { Accept: "application/json" },
       });
-      const missed = data.outcomes.filter((o) => !o.ok);
-      for (const o of missed) notes.set(o.name, o.text);
-      const problems = missed.filter((o) => !/^(already|not running)/.test(o.text));
+      // members it could not act on, for a reason other than being there already
+      const problems = data.outcomes.filter(
+        (o) => !o.ok && !/^(already|not running)/.test(o.text),
+      );
+      for (const o of problems) notes.set(o.name, o.text);
       const detail = problems.length
         ? ` Not done for ${problems.map((o) => `${o.name} (${o.text})`).join(", ")}.`
         : "";
