@@ -551,3 +551,27 @@ async def test_groups_pages_in_a_browser(hub_factory: HubFactory, shots: Path) -
         focused = await page.evaluate("document.activeElement.textContent")
         assert focused == "Search"
         assert not problems, problems
+
+
+async def test_pages_of_members(hub_factory: HubFactory) -> None:
+    hub = await hub_factory()
+    names = [f"s{i:03d}" for i in range(105)]
+    r = await hub.api("POST", "/users", {"usernames": names})
+    assert r.status == 201
+    await make_groups(hub, ["big"], names)
+    admin = await admin_browser(hub)
+    first = (await admin.request("GET", "/hub/admin/groups/big")).body.decode()
+    assert re.findall(r'<tr data-user="([^"]+)">', first) == names[:100]
+    assert "Showing 1\u2013100 of 105 (page 1 of 2)" in first
+    assert 'href="/hub/admin/groups/big?page=2" rel="next"' in first
+    # the page's script follows the members shown
+    assert 'data-status-url="/hub/admin/groups/big/servers?page=1"' in first
+    assert "(on this page)" in first
+    second = (await admin.request("GET", "/hub/admin/groups/big?page=2")).body.decode()
+    assert re.findall(r'<tr data-user="([^"]+)">', second) == names[100:]
+    r = await admin.request(
+        "GET", "/hub/admin/groups/big/servers?page=2", headers={"Accept": "application/json"}
+    )
+    assert [m["name"] for m in orjson.loads(r.body)["members"]] == names[100:]
+    everyone = await server_states(admin, "big")
+    assert list(everyone) == names
