@@ -127,7 +127,7 @@ async def home_page(page: Any, hub: RunningHub, public: str, shots: Path) -> Non
     await default.get_by_role("button", name="Stop Default server").click()
     await page.locator('li.server[data-server=""][data-state="stopped"]').wait_for(timeout=LOAD)
     assert await page.evaluate("window.stayedHere") is True
-    assert "Default server: Stopped." in await page.locator("#home-status").inner_text()
+    await page.locator("#home-status", has_text="Default server: Stopped.").wait_for()
     await page.screenshot(path=str(shots / "5-home-stopped.png"))
     # started elsewhere (say, by a teacher): the page notices by itself
     assert (await hub.api("POST", "/users/ann/server")).status == 201
@@ -161,8 +161,8 @@ async def named_server(page: Any, public: str, shots: Path) -> None:
     notes = page.locator('li.server[data-server="notes"]')
     await notes.wait_for()
     assert await page.locator('li.server[data-server="lab"]').count() == 0
-    assert "lab is now called notes." in await page.locator("#home-status").inner_text()
-    assert await page.evaluate("document.activeElement.textContent") == "notes"
+    await page.locator("#home-status", has_text="lab is now called notes.").wait_for()
+    await page.wait_for_function("document.activeElement.textContent === 'notes'")
     await page.screenshot(path=str(shots / "7-renamed.png"))
     # delete it, after a confirmation
     await notes.get_by_role("button", name="Delete notes").click()
@@ -175,7 +175,7 @@ async def named_server(page: Any, public: str, shots: Path) -> None:
     await notes.get_by_role("button", name="Delete notes").click()
     await dialog.get_by_role("button", name="Delete").click()
     await notes.wait_for(state="detached")
-    assert "The server notes was deleted." in await page.locator("#home-status").inner_text()
+    await page.locator("#home-status", has_text="The server notes was deleted.").wait_for()
     await accessible_at_both_widths(page, shots, "7c-home")
 
 
@@ -192,7 +192,7 @@ async def token_page(page: Any, hub: RunningHub, public: str, shots: Path) -> No
     await field.wait_for()
     token = await field.input_value()
     assert len(token) > 30
-    assert await page.evaluate("document.activeElement.id") == "new-token-heading"
+    await page.wait_for_function("document.activeElement.id === 'new-token-heading'")
     await page.get_by_role("button", name="Copy").click()
     await page.get_by_text("Copied.").wait_for()
     assert await page.evaluate("navigator.clipboard.readText()") == token
@@ -214,3 +214,46 @@ async def token_page(page: Any, hub: RunningHub, public: str, shots: Path) -> No
     await item.wait_for(state="detached")
     assert await page.get_by_text("You have no tokens.").is_visible()
     assert (await hub.api("GET", "/user", token=token)).status == 403
+
+
+async def test_the_other_pages_are_accessible(hub_factory: HubFactory, shots: Path) -> None:
+    """The pages a visit may meet besides: a failed start's progress page, the
+    confirmations shown without JavaScript, an error page; axe-core at both widths."""
+    hub = await hub_factory(
+        spawner_class="tests.spawner.ProcessSpawner",
+        allow_named_servers=True,
+        announcement="Lab 3 is due on Friday.",
+    )
+    await hub.add_user("ann", password=PASSWORD)
+    r = await hub.api("POST", "/users/ann/servers/broken", {"failure": "exit"})
+    assert r.status == 500
+    await hub.token_for("ann", note="old script")
+    async with browser_page() as page:
+        await page.goto(hub.url + "login")
+        await page.get_by_label("Username").fill("ann")
+        await page.get_by_label("Password").fill(PASSWORD)
+        await page.get_by_role("button", name="Log in").click()
+        await page.wait_for_url("**/hub/spawn/ann")
+        await page.goto(hub.url + "spawn-pending/ann/broken")
+        assert "exited with status 3" in await page.get_by_role("alert").inner_text()
+        await page.screenshot(path=str(shots / "pending-failed.png"))
+        await accessible_at_both_widths(page, shots, "pending-failed")
+        # the forms as a browser without JavaScript sends them (form.submit() skips the
+        # page's script): a confirmation page each
+        await page.goto(hub.url + "home")
+        await page.locator('form[data-action="delete"]').evaluate("form => form.submit()")
+        await page.get_by_role("heading", name="Delete the server broken?").wait_for()
+        await page.screenshot(path=str(shots / "confirm-delete.png"))
+        await accessible_at_both_widths(page, shots, "confirm-delete")
+        await page.get_by_role("button", name="Delete").click()
+        await page.wait_for_url("**/hub/home?done=deleted&server=broken")
+        assert await page.get_by_role("status").inner_text() == "The server broken was deleted."
+        await page.goto(hub.url + "token")
+        await page.locator('form[data-action="revoke"]').evaluate("form => form.submit()")
+        await page.get_by_role("heading", name="Revoke the token “old script”?").wait_for()
+        await accessible_at_both_widths(page, shots, "confirm-revoke")
+        await page.get_by_role("link", name="Cancel").click()
+        await page.wait_for_url("**/hub/token")
+        await page.goto(hub.url + "spawn/nobody")
+        await page.screenshot(path=str(shots / "not-found.png"))
+        await accessible_at_both_widths(page, shots, "not-found")

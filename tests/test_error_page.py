@@ -111,3 +111,59 @@ async def test_error_page_input(
     assert contains in text
     assert "<script>" not in text
     assert r.headers["Content-Security-Policy"].startswith("default-src 'none'")
+
+
+async def test_start_a_named_server_from_its_error_page(hub_factory: HubFactory) -> None:
+    """The button on a stopped named server's page leads to that server's spawn page,
+    keeping the page asked for, and starting it lands there."""
+    from tests.test_pages import PASSWORD, Browser
+
+    hub = await hub_factory(
+        spawner_class="tests.spawner.ProcessSpawner", allow_named_servers=True, spawn_page_wait=30
+    )
+    await hub.add_user("ann", password=PASSWORD)
+    assert (await hub.api("POST", "/users/ann/servers/gpu")).status == 201
+    assert (await hub.api("DELETE", "/users/ann/servers/gpu")).status == 204
+    page = await fetch(hub.url + "error/503?url=/user/ann/gpu/lab/tree", headers=HTML)
+    text = page.body.decode()
+    assert '<form method="get" action="/hub/spawn/ann/gpu">' in text
+    assert 'name="next" value="/user/ann/gpu/lab/tree"' in text
+    browser = Browser(hub)
+    await browser.login("ann")
+    spawn = await browser.request("GET", "/hub/spawn/ann/gpu?next=/user/ann/gpu/lab/tree")
+    assert spawn.code == 200
+    assert 'name="next" value="/user/ann/gpu/lab/tree"' in spawn.body.decode()
+    r = await browser.request(
+        "POST",
+        "/hub/spawn/ann/gpu",
+        {"_xsrf": await browser.xsrf(), "next": "/user/ann/gpu/lab/tree"},
+    )
+    assert (r.code, r.headers["Location"]) == (302, "/user/ann/gpu/lab/tree")
+    assert (await hub.api("GET", "/users/ann")).json()["servers"]["gpu"]["ready"] is True
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "hint"),
+    [
+        ("spawn/nobody", 404, "Check the address, or start again from your home page."),
+        ("spawn/ann/x", 404, "Check the address"),  # named servers are off
+        ("spawn/ann/-x", 404, "Check the address"),
+    ],
+)
+async def test_the_hubs_own_error_pages(
+    hub_factory: HubFactory, path: str, status: int, hint: str
+) -> None:
+    from tests.test_pages import PASSWORD, Browser
+
+    hub = await hub_factory()
+    await hub.add_user("ann", password=PASSWORD)
+    browser = Browser(hub)
+    await browser.login("ann")
+    r = await browser.request("GET", "/hub/" + path)
+    assert r.code == status
+    text = r.body.decode()
+    assert r.headers["Content-Type"].startswith("text/html")
+    assert hint in text
+    assert "<h1>Not found</h1>" in text
+    assert 'href="/hub/">Go to the hub</a>' in text
+    assert "Traceback" not in text

@@ -74,10 +74,10 @@
       value.value = model.token;
       copyStatus.textContent = "";
       panel.hidden = false;
-      form.elements.note.value = "";
-      await refreshList();
-      announce(status, "");
       document.getElementById("new-token-heading").focus();
+      form.elements.note.value = "";
+      announce(status, "");
+      await refreshList();
     } catch (e) {
       errorSlot.setAttribute("role", "alert");
       errorSlot.textContent = e.message;
