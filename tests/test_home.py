@@ -319,3 +319,30 @@ async def test_the_pages_script(hub_factory: HubFactory) -> None:
         js = await browser.request("GET", f"/hub/static/{script}")
         assert js.code == 200
         assert js.headers["Content-Type"].startswith(("application/javascript", "text/javascript"))
+
+
+PROFILES = (
+    "<fieldset><legend>Profile</legend>"
+    '<label><input type="radio" name="profile" value="small" checked> Small: 1 CPU</label>'
+    '<label><input type="radio" name="profile" value="gpu"> GPU</label></fieldset>'
+)
+
+
+async def test_servers_with_options_start_on_the_spawn_page(hub_factory: HubFactory) -> None:
+    """With an options form (profiles, say) Start and Create lead to the spawn page, where
+    the person chooses before the server starts."""
+    hub, browser = await named_hub(
+        hub_factory, config=f"c.ProcessSpawner.options_form = {PROFILES!r}\n"
+    )
+    default = row(await home(browser), "")
+    assert '<a class="button" href="/hub/spawn/ann">Start' in default
+    r = await post(browser, action="create", name="lab")
+    assert (r.code, r.headers["Location"]) == (302, "/hub/spawn/ann/lab")
+    assert await servers(hub) == {}  # nothing starts before the options are chosen
+    page = (await browser.request("GET", "/hub/spawn/ann/lab")).body.decode()
+    assert 'value="gpu"' in page
+    r = await browser.request(
+        "POST", "/hub/spawn/ann/lab", {"_xsrf": await browser.xsrf(), "profile": "gpu"}
+    )
+    assert (r.code, r.headers["Location"]) == (302, "/user/ann/lab/")
+    assert (await servers(hub))["lab"]["user_options"] == {"profile": "gpu"}
