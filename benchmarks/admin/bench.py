@@ -100,12 +100,20 @@ def start_and_seed(
     done()
     seeded: dict[str, Any] = {}
     for h in started:
+        orm = h.name == "jupyterhub" and not args.seed_jupyterhub_api
         done = phase(
-            f"Seeding {h.label}: {plan.users:,} users, {plan.groups} groups, "
-            f"activity for every {plan.activity_every}th"
+            f"Seeding {h.label}: {plan.users:,} users, {plan.groups} groups, activity for "
+            f"every {plan.activity_every}th ({'its ORM, hub stopped' if orm else 'REST API'})"
         )
-        took = seed.seed(h.hub, plan)
-        seeded[h.name] = {"seconds": took, "holds": seed.verify(h.hub, plan, [hubsetup.ADMIN])}
+        if orm:
+            procs.stop(h.hub.proc)
+            python = jupyterhub.parent / "python"
+            took = seed.seed_jupyterhub_orm(python, hubsetup.jupyterhub_db_url(h), plan)
+            hubsetup.restart_jupyterhub(procs, h, jupyterhub)
+        else:
+            took = seed.seed(h.hub, plan)
+        holds = seed.verify(h.hub, plan, [hubsetup.ADMIN])
+        seeded[h.name] = {"method": "orm" if orm else "api", "seconds": took, "holds": holds}
         done()
     return started, seeded
 
@@ -214,6 +222,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="directory for admin-atrium.png and admin-jupyterhub.png (first run)",
     )
     p.add_argument("--no-screenshots", dest="screenshots", action="store_const", const=None)
+    p.add_argument(
+        "--seed-jupyterhub-api",
+        action="store_true",
+        help="seed JupyterHub through its REST API like Atrium (minutes) instead of its ORM",
+    )
     p.add_argument("--only", choices=["atrium", "jupyterhub"], help="measure one hub only")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
     p.add_argument(

@@ -15,6 +15,7 @@ page), `../hubs.py` (scratch installs, processes).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +46,7 @@ class BrowserHub:
     label: str
     hub: RunningHub
     public_port: int
+    workdir: Path  # its database, config and logs
 
     @property
     def base(self) -> str:
@@ -63,10 +65,26 @@ def start_atrium(procs: ProcessGroup, workdir: Path) -> BrowserHub:
     )
     hub = hubs.start_atrium(procs, workdir / "atrium", [f"--config={config}"])
     # with the built-in proxy, --port is the proxy's public port, in front of the API too
-    return BrowserHub("atrium", "Atrium", hub, hub.port)
+    return BrowserHub("atrium", "Atrium", hub, hub.port, workdir / "atrium")
 
 
 def start_jupyterhub(procs: ProcessGroup, workdir: Path, jupyterhub: Path, chp: Path) -> BrowserHub:
     extra = JUPYTERHUB_CONFIG.format(admin=ADMIN)
-    hub = hubs.start_jupyterhub(procs, workdir / "jupyterhub", jupyterhub, chp, extra_config=extra)
-    return BrowserHub("jupyterhub", "JupyterHub 6", hub, hub.proxy_port)
+    where = workdir / "jupyterhub"
+    hub = hubs.start_jupyterhub(procs, where, jupyterhub, chp, extra_config=extra)
+    return BrowserHub("jupyterhub", "JupyterHub 6", hub, hub.proxy_port, where)
+
+
+def jupyterhub_db_url(h: BrowserHub) -> str:
+    return f"sqlite:///{h.workdir / 'jupyterhub.sqlite'}"
+
+
+def restart_jupyterhub(procs: ProcessGroup, h: BrowserHub, jupyterhub: Path) -> None:
+    """Start JupyterHub again with the same config (and its proxy, which kept running),
+    after `procs.stop(h.hub.proc)` and a change to its database."""
+    config = h.workdir / "jupyterhub_config.py"
+    log = h.workdir / "jupyterhub-restarted.log"
+    cmd = [str(jupyterhub), "-f", str(config)]
+    proc = procs.start("jupyterhub", cmd, cwd=h.workdir, env=dict(os.environ), log=log)
+    hubs.wait_ready(h.hub.port, proc, log, "jupyterhub (restarted)")
+    h.hub.proc, h.hub.log = proc, log

@@ -1,4 +1,4 @@
-"""The same users, groups and activity in both hubs, through each hub's own REST API.
+"""The same users, groups and activity in both hubs.
 
 - `users` users `user00000`... (bulk `POST /hub/api/users {"usernames"}`);
 - `groups` groups `class-00`... of `group_size` users each (`POST
@@ -10,23 +10,32 @@
 - no servers run: starting thousands of real servers is not what this measures,
   and both hubs show every user as stopped.
 
-Both hubs get the same requests, so the same data. Not timed (reported).
-Neighbours: `hubsetup.py`, `../hubs.py` (`seed_users`).
+Atrium gets them through its REST API (the requests named above). JupyterHub
+gets them by default through its own ORM while it is stopped
+(`jupyterhub_seed.py`: what its API does, in one transaction; its bulk user API
+commits after every user, minutes for 10,000 on two cores), or with
+`--seed-jupyterhub-api` through the same REST requests as Atrium. Either way
+`verify` checks, through each hub's API, that both hold the same users, groups
+and activity. Not timed (reported). Neighbours: `hubsetup.py`,
+`jupyterhub_seed.py`, `../hubs.py` (`seed_users`).
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import hubs
 from hubs import BenchError, RunningHub
 
 PAGINATION = "application/jupyterhub-pagination+json"
+ORM_SEED = Path(__file__).with_name("jupyterhub_seed.py")
 ACTIVITY_SPAN = datetime.timedelta(days=30)
 
 
@@ -93,6 +102,32 @@ def seed(hub: RunningHub, p: SeedPlan) -> dict[str, float]:
             _check(hub, f"POST /users/{name}/activity", r.status, r.body, 200, 204)
         took["activity"] = time.perf_counter() - t0
     return {k: round(v, 1) for k, v in took.items()}
+
+
+def seed_jupyterhub_orm(python: Path, db_url: str, p: SeedPlan) -> dict[str, float]:
+    """The same data written by JupyterHub's own ORM into its stopped hub's database
+    (`jupyterhub_seed.py`, run by `python` of JupyterHub's virtualenv); seconds."""
+    body = {
+        "db_url": db_url,
+        "users": p.names(),
+        "groups": p.group_members(),
+        "activity": p.activity(),
+    }
+    t0 = time.perf_counter()
+    try:
+        done = subprocess.run(
+            [str(python), str(ORM_SEED)],
+            input=json.dumps(body),
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise BenchError("seeding JupyterHub's database took over 600 s") from None
+    if done.returncode != 0:
+        raise BenchError(f"seeding JupyterHub's database failed:\n{done.stderr[-2000:]}")
+    return {"orm_all": round(time.perf_counter() - t0, 1)}
 
 
 def verify(hub: RunningHub, p: SeedPlan, admins: Sequence[str]) -> dict[str, Any]:
