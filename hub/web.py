@@ -16,6 +16,7 @@ from hub.pages import (
     admin_audit,
     admin_groups,
     admin_import,
+    admin_users,
     error,
     home,
     login,
@@ -35,6 +36,7 @@ def make_app(state: HubState, base_url: str, cookie_secret: bytes) -> web.Applic
     prefix = re.escape(base_url + "hub")
     pages = [*error.routes, *login.routes, *spawn.routes, *static.routes]
     pages += [*admin_groups.routes, *admin_import.routes, *admin_audit.routes]  # admin panel
+    pages += admin_users.routes  # the admin panel's users page and its forms
     pages += [*home.routes, *token.routes, *logo.routes]  # a person's pages, the logo
     # the OAuth endpoints live under /api but before the API's catch-all 404
     routes: list[tuple[Any, ...]] = [*oauth_handlers.routes, *api.all_routes(), *pages]

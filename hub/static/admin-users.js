@@ -1,0 +1,817 @@
+// The admin panel's users page (hub/templates/admin_users.html), without reloads.
+//
+// Every form on the page works on its own (it posts to the page's handlers and
+// comes back). With this script, row actions and bulk actions go through the
+// REST API instead (atrium.api sends the XSRF header), the rows change in place,
+// and outcomes are announced in the #admin-status live region. Every few seconds
+// (faster while a server is starting or stopping, never while the tab is hidden)
+// the page's users are read again with one request, the same page of the same
+// listing, so server states, failures, badges, groups and last activity stay
+// current. User data only ever reaches the page as text (textContent, values).
+"use strict";
+(function () {
+  const root = document.getElementById("users-page");
+  const table = document.getElementById("users");
+  if (!root || !table || !window.atrium) return;
+  const { api, baseUrl, seg, announce } = window.atrium;
+  const status = document.getElementById("admin-status");
+  const bulkForm = document.getElementById("bulk");
+  const adminUrl = `${baseUrl}hub/admin`;
+  const PAGINATION = "application/jupyterhub-pagination+json";
+  const CONCURRENCY = 4; // API requests at once in a bulk action
+  const POLL_MS = Math.max(2, Number(root.dataset.poll) || 5) * 1000;
+  const FAST_POLL_MS = 1500; // while a server on the page is starting or stopping
+  const LABELS = { ready: "Running", starting: "Starting", stopping: "Stopping", stopped: "Stopped" };
+  const busy = new WeakSet(); // forms whose request is under way
+  const watched = new Map(); // "user/server" started or stopped here -> what was asked
+
+  function say(text, isError) {
+    announce(status, text, isError);
+  }
+
+  // --- rows and their parts ---------------------------------------------------------
+
+  function rows() {
+    return Array.from(table.tBodies[0].rows).filter((r) => r.dataset.user !== undefined);
+  }
+
+  function rowOf(name) {
+    return rows().find((r) => r.dataset.user === name) || null;
+  }
+
+  function userPath(name) {
+    return `/users/${seg(name)}`;
+  }
+
+  function serverPath(name, server) {
+    return server ? `${userPath(name)}/servers/${seg(server)}` : `${userPath(name)}/server`;
+  }
+
+  function userUrl(name, server) {
+    return `${baseUrl}user/${seg(name)}/` + (server ? `${seg(server)}/` : "");
+  }
+
+  // as hub.pages.admin_users_view.shown: bidirectional controls made visible, so that no
+  // name can pass for another
+  function shown(text) {
+    return String(text).replace(
+      /[\u202a-\u202e\u2066-\u2069]/g,
+      (c) => `[U+${c.charCodeAt(0).toString(16).toUpperCase().padStart(4, "0")}]`,
+    );
+  }
+
+  function owner(name, server) {
+    return `${shown(name)}'s server` + (server ? ` ${shown(server)}` : "");
+  }
+
+  // a name (of a user, group or server) as text, isolated from the text around it
+  function bdi(text, className) {
+    const el = document.createElement("bdi");
+    if (className) el.className = className;
+    el.textContent = shown(text);
+    return el;
+  }
+
+  // a user's server as the REST API describes it -> ready | starting | stopping | stopped
+  function stateOf(model) {
+    if (!model) return "stopped";
+    if (model.ready) return "ready";
+    if (model.pending === "spawn") return "starting";
+    if (model.pending === "stop") return "stopping";
+    return "stopped";
+  }
+
+  function visible(el) {
+    return !!el && !el.closest("[hidden]") && el.getClientRects().length > 0;
+  }
+
+  // keep the keyboard where it was when the control it was on goes away
+  function keepFocus(container, had) {
+    const active = document.activeElement;
+    // (a state badge holds the keyboard only until a control comes back)
+    if (!had || (visible(active) && !active.classList.contains("state"))) return;
+    const next = Array.from(container.querySelectorAll("button, a[href], input, summary")).find(visible);
+    if (next) next.focus();
+    else if (!active.classList.contains("state")) {
+      const badge = container.querySelector(".state");
+      if (badge) {
+        badge.tabIndex = -1;
+        badge.focus();
+      }
+    }
+  }
+
+  function show(container, selector, on) {
+    container.querySelectorAll(selector).forEach((el) => {
+      el.hidden = !on;
+    });
+  }
+
+  function setFailure(item, text) {
+    const box = item.querySelector(".failure");
+    box.querySelector(".failure-text").textContent = text || "";
+    box.hidden = !text || item.dataset.state !== "stopped";
+  }
+
+  // show a server's state; returns the state it had before
+  function setState(item, state) {
+    const before = item.dataset.state;
+    if (before === state) return before;
+    const had = item.contains(document.activeElement);
+    item.dataset.state = state;
+    const badge = item.querySelector(".state");
+    badge.className = `state state-${state}`;
+    badge.textContent = LABELS[state];
+    show(item, '[data-act="start"]', state === "stopped");
+    show(item, '[data-act="stop"]', state === "ready" || state === "starting");
+    show(item, "a.open", state === "ready");
+    if (state === "starting") setFailure(item, "");
+    else item.querySelector(".failure").hidden = state !== "stopped" || !item.querySelector(".failure-text").textContent;
+    keepFocus(item, had);
+    return before;
+  }
+
+  function serverItem(row, server) {
+    return Array.from(row.querySelectorAll("ul.servers > li")).find((li) => li.dataset.server === server) || null;
+  }
+
+  // the spoken name of a server's buttons: " ann's server[ lab]"
+  function fillWhose(span, name, server) {
+    span.textContent = " ";
+    span.append(bdi(name, "js-name"), "'s server");
+    if (server) span.append(" ", bdi(server));
+  }
+
+  // a named server the page did not show yet: a copy of the default server's item
+  function addServerItem(row, server) {
+    const list = row.querySelector("ul.servers");
+    const item = serverItem(row, "").cloneNode(true);
+    item.dataset.server = server;
+    item.dataset.state = "";
+    const label = item.querySelector(".server-name");
+    label.textContent = "";
+    label.append(bdi(server));
+    item.querySelectorAll('input[name="server"]').forEach((input) => {
+      input.value = server;
+    });
+    item.querySelectorAll(".server-actions .vh").forEach((span) => fillWhose(span, row.dataset.user, server));
+    item.querySelectorAll("a.open").forEach((a) => {
+      a.href = userUrl(row.dataset.user, server);
+    });
+    setFailure(item, "");
+    list.append(item);
+    return item;
+  }
+
+  function labelDefault(row) {
+    const item = serverItem(row, "");
+    if (!item) return;
+    const label = item.querySelector(".server-name");
+    const several = row.querySelectorAll("ul.servers > li").length > 1;
+    if (several !== (label.dataset.shown === "yes")) {
+      label.textContent = several ? "Default" : "";
+      if (!several) {
+        const hiddenLabel = document.createElement("span");
+        hiddenLabel.className = "vh";
+        hiddenLabel.textContent = "Default server";
+        label.append(hiddenLabel);
+      }
+      label.dataset.shown = several ? "yes" : "no";
+    }
+  }
+
+  // --- last activity ----------------------------------------------------------------
+
+  // as hub.pages.admin_panel.relative_time says it
+  function relative(iso) {
+    const when = Date.parse(iso);
+    if (Number.isNaN(when)) return iso;
+    const seconds = (Date.now() - when) / 1000;
+    if (seconds < 0) return seconds > -60 ? "just now" : `${iso.slice(0, 10)} ${iso.slice(11, 16)} UTC`;
+    const units = [[60, "", 1], [3600, "minute", 60], [86400, "hour", 3600], [86400 * 30, "day", 86400]];
+    for (const [limit, unit, size] of units) {
+      if (seconds < limit) {
+        if (!unit) return "just now";
+        const count = Math.floor(seconds / size);
+        return `${count} ${unit}${count === 1 ? "" : "s"} ago`;
+      }
+    }
+    return iso.slice(0, 10);
+  }
+
+  function setActivity(row, iso) {
+    const cell = row.querySelector("td.activity");
+    if (!iso) return;
+    let time = cell.querySelector("time");
+    if (!time) {
+      cell.textContent = "";
+      time = document.createElement("time");
+      cell.append(time);
+    }
+    if (time.dateTime !== iso) {
+      time.dateTime = iso;
+      time.title = iso;
+    }
+    const text = relative(iso);
+    if (time.textContent !== text) time.textContent = text;
+  }
+
+  // --- badges, groups, names --------------------------------------------------------
+
+  function setAdmin(row, admin) {
+    row.querySelector(".badge.admin").hidden = !admin;
+    const form = row.querySelector('form[data-act="admin"]');
+    if (!form) return;
+    form.querySelector('input[name="admin"]').value = admin ? "0" : "1";
+    form.querySelector(".label").textContent = admin ? "Remove admin" : "Make admin";
+  }
+
+  function setBlocked(row, blocked) {
+    row.querySelector(".badge.blocked").hidden = !blocked;
+    const form = row.querySelector('form[data-act="block"]');
+    if (!form) return;
+    form.querySelector('input[name="blocked"]').value = blocked ? "0" : "1";
+    form.querySelector(".label").textContent = blocked ? "Unblock" : "Block";
+  }
+
+  function setGroups(row, groups) {
+    const cell = row.querySelector("td.groups");
+    const shown = Array.from(cell.querySelectorAll("bdi"), (b) => b.textContent);
+    if (shown.join("\n") === groups.join("\n")) return;
+    cell.textContent = "";
+    if (!groups.length) {
+      const none = document.createElement("span");
+      none.className = "muted";
+      none.textContent = "none";
+      cell.append(none);
+    }
+    groups.forEach((group, i) => {
+      if (i) cell.append(", ");
+      cell.append(bdi(group));
+    });
+  }
+
+  function rename(row, name) {
+    row.dataset.user = name;
+    row.querySelectorAll(".js-name").forEach((el) => {
+      el.textContent = shown(name);
+    });
+    row.querySelectorAll('input[name="user"], input[name="new_name"]').forEach((input) => {
+      input.value = name;
+    });
+    row.querySelectorAll("form[data-act]").forEach((form) => {
+      form.action = `${adminUrl}/users/${seg(name)}/${form.dataset.act}`;
+    });
+    row.querySelectorAll('a[data-act="delete"]').forEach((a) => {
+      const query = a.href.indexOf("?") >= 0 ? a.href.slice(a.href.indexOf("?")) : "";
+      a.href = `${adminUrl}/users/${seg(name)}/delete${query}`;
+    });
+    row.querySelectorAll("ul.servers > li").forEach((item) => {
+      item.querySelectorAll("a.open").forEach((a) => {
+        a.href = userUrl(name, item.dataset.server);
+      });
+    });
+  }
+
+  // --- live status ------------------------------------------------------------------
+
+  const finished = []; // what changed for servers this page started or stopped, per poll
+
+  async function lastFailure(name, server) {
+    // the progress API replays a failed start's last event (the user model has no failure)
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), 5000);
+    try {
+      const response = await fetch(`${baseUrl}hub/api${serverPath(name, server)}/progress`, {
+        credentials: "same-origin",
+        headers: { Accept: "text/event-stream" },
+        signal: controller.signal,
+      });
+      if (!response.ok) return "";
+      let message = "";
+      for (const line of (await response.text()).split("\n")) {
+        if (!line.startsWith("data:")) continue;
+        try {
+          const event = JSON.parse(line.slice(5));
+          if (event.failed) message = event.message || "The server failed to start.";
+        } catch (e) {
+          // not an event
+        }
+      }
+      return message;
+    } catch (e) {
+      return "";
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async function noteFailure(row, item) {
+    const name = row.dataset.user;
+    const server = item.dataset.server;
+    const message = await lastFailure(name, server);
+    if (item.dataset.state === "stopped") setFailure(item, message);
+    return message;
+  }
+
+  function transition(row, item, state) {
+    const before = setState(item, state);
+    const key = `${row.dataset.user}/${item.dataset.server}`;
+    const asked = watched.get(key);
+    if (state === "stopped" && (before === "starting" || before === "ready")) {
+      noteFailure(row, item).then((message) => {
+        if (asked === "start" && message) {
+          say(`${owner(row.dataset.user, item.dataset.server)} could not start: ${message}`, true);
+        }
+      });
+    }
+    if (asked && (state === "ready" || state === "stopped")) {
+      watched.delete(key);
+      if (!(asked === "start" && state === "stopped")) finished.push(`${owner(row.dataset.user, item.dataset.server)} is ${LABELS[state].toLowerCase()}`);
+    }
+  }
+
+  function apply(row, model) {
+    if ("admin" in model) setAdmin(row, !!model.admin);
+    if ("blocked" in model) setBlocked(row, !!model.blocked);
+    if (Array.isArray(model.groups)) setGroups(row, model.groups);
+    if ("last_activity" in model) setActivity(row, model.last_activity);
+    if (model.servers) {
+      for (const [server, server_model] of Object.entries(model.servers)) {
+        if (server && root.dataset.named !== "yes") continue;
+        const item = serverItem(row, server) || addServerItem(row, server);
+        transition(row, item, stateOf(server_model));
+      }
+      row.querySelectorAll("ul.servers > li").forEach((item) => {
+        if (item.dataset.server in model.servers) return;
+        if (item.dataset.server === "") transition(row, item, "stopped");
+        else item.remove();
+      });
+      labelDefault(row);
+    }
+  }
+
+  function markGone(row) {
+    row.classList.add("row-gone");
+    row.querySelectorAll("button, input, summary, a").forEach((el) => {
+      el.setAttribute("aria-disabled", "true");
+      el.tabIndex = -1;
+    });
+    row.querySelectorAll("form, a[data-act]").forEach((el) => {
+      el.hidden = true;
+    });
+  }
+
+  function listChanged(text) {
+    const box = document.getElementById("list-changed");
+    if (!box) return;
+    document.getElementById("list-changed-text").textContent = text;
+    box.hidden = !text;
+  }
+
+  function setTotal(total) {
+    const el = document.getElementById("users-total");
+    if (el) el.textContent = total.toLocaleString("en-US");
+  }
+
+  async function pool(items, limit, one) {
+    const results = new Array(items.length);
+    let next = 0;
+    async function worker() {
+      while (next < items.length) {
+        const i = next++;
+        results[i] = await one(items[i], i);
+      }
+    }
+    await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+    return results;
+  }
+
+  let timer = 0;
+  let polling = false;
+  let stopped = false;
+
+  function schedule(ms) {
+    clearTimeout(timer);
+    if (stopped || document.hidden) return;
+    timer = setTimeout(poll, ms);
+  }
+
+  function changing() {
+    return !!table.querySelector('li[data-state="starting"], li[data-state="stopping"]') || watched.size > 0;
+  }
+
+  async function poll() {
+    if (polling || stopped) return;
+    polling = true;
+    try {
+      const query = new URLSearchParams({
+        include_stopped_servers: "1",
+        sort: root.dataset.sort,
+        offset: root.dataset.offset,
+        limit: root.dataset.limit,
+      });
+      if (root.dataset.q) query.set("name_filter", root.dataset.q);
+      const page = await api("GET", `/users?${query}`, undefined, { Accept: PAGINATION });
+      const seen = new Set();
+      let newcomers = 0;
+      for (const model of page.items) {
+        const row = rowOf(model.name);
+        if (row) {
+          seen.add(model.name);
+          apply(row, model);
+        } else newcomers++;
+      }
+      // users that left this page of the listing (renamed, re-sorted, deleted): one by one
+      const left = rows().filter((r) => !seen.has(r.dataset.user) && !r.classList.contains("row-gone"));
+      await pool(left, CONCURRENCY, async (row) => {
+        try {
+          apply(row, await api("GET", `${userPath(row.dataset.user)}?include_stopped_servers=1`));
+        } catch (e) {
+          if (e.status === 404) markGone(row);
+        }
+      });
+      const total = page._pagination.total;
+      if (String(total) !== root.dataset.total) setTotal(total);
+      listChanged(
+        newcomers || left.length || String(total) !== root.dataset.total
+          ? "The list has changed since this page was loaded."
+          : "",
+      );
+      if (finished.length) say(`${finished.splice(0).join(". ")}.`);
+    } catch (e) {
+      if (e.status === 403 || e.status === 401) {
+        stopped = true;
+        say("Your login has ended, so this page no longer updates. Reload it to log in again.", true);
+      }
+    } finally {
+      polling = false;
+      schedule(changing() ? FAST_POLL_MS : POLL_MS);
+    }
+  }
+
+  document.addEventListener("visibilitychange", () => {
+    if (document.hidden) clearTimeout(timer);
+    else poll();
+  });
+
+  // --- one user's actions -----------------------------------------------------------
+
+  async function start(row, item) {
+    const name = row.dataset.user;
+    const server = item.dataset.server;
+    if (item.dataset.state !== "stopped") return { ok: true, text: `already ${LABELS[item.dataset.state].toLowerCase()}` };
+    watched.set(`${name}/${server}`, "start");
+    setState(item, "starting");
+    try {
+      await api("POST", serverPath(name, server));
+      return { ok: true, text: "starting" };
+    } catch (e) {
+      watched.delete(`${name}/${server}`);
+      setState(item, "stopped");
+      setFailure(item, e.message);
+      return { ok: false, text: e.message };
+    }
+  }
+
+  async function stop(row, item) {
+    const name = row.dataset.user;
+    const server = item.dataset.server;
+    if (item.dataset.state === "stopped") return { ok: true, text: "not running" };
+    watched.set(`${name}/${server}`, "stop");
+    const before = item.dataset.state;
+    setState(item, "stopping");
+    try {
+      await api("DELETE", serverPath(name, server));
+      return { ok: true, text: "stopping" };
+    } catch (e) {
+      watched.delete(`${name}/${server}`);
+      setState(item, before);
+      return { ok: false, text: e.message };
+    }
+  }
+
+  function fieldError(form, text) {
+    let box = form.querySelector(".field-error");
+    const input = form.querySelector('input[type="text"]');
+    if (!box) {
+      box = document.createElement("p");
+      box.className = "field-error";
+      box.id = `${input.id}-error`;
+      form.append(box);
+    }
+    box.textContent = text;
+    box.hidden = !text;
+    if (text) {
+      input.setAttribute("aria-invalid", "true");
+      input.setAttribute("aria-describedby", box.id);
+    } else {
+      input.removeAttribute("aria-invalid");
+      input.removeAttribute("aria-describedby");
+    }
+  }
+
+  async function renameUser(row, form) {
+    const name = row.dataset.user;
+    const input = form.querySelector('input[name="new_name"]');
+    const wanted = input.value.trim();
+    if (wanted === name) {
+      fieldError(form, "");
+      form.closest("details").open = false;
+      return;
+    }
+    try {
+      const model = await api("PATCH", userPath(name), { name: wanted });
+      fieldError(form, "");
+      rename(row, model.name);
+      const details = form.closest("details");
+      details.open = false;
+      details.querySelector("summary").focus();
+      say(`Renamed ${shown(name)} to ${shown(model.name)}.`);
+    } catch (e) {
+      fieldError(form, e.message);
+      input.focus();
+      say(`Could not rename ${shown(name)}: ${e.message}`, true);
+    }
+  }
+
+  async function toggleAdmin(row, form) {
+    const name = row.dataset.user;
+    const admin = form.querySelector('input[name="admin"]').value === "1";
+    try {
+      const model = await api("PATCH", userPath(name), { admin });
+      setAdmin(row, !!model.admin);
+      say(model.admin ? `${shown(name)} is now an admin.` : `${shown(name)} is no longer an admin.`);
+    } catch (e) {
+      say(`Could not change ${shown(name)}: ${e.message}`, true);
+    }
+  }
+
+  async function toggleBlock(row, form) {
+    const name = row.dataset.user;
+    const blocked = form.querySelector('input[name="blocked"]').value === "1";
+    try {
+      const model = await api("PATCH", userPath(name), { blocked });
+      setBlocked(row, !!model.blocked);
+      say(
+        model.blocked
+          ? `Blocked ${shown(name)}: their logins ended and their servers were stopped.`
+          : `Unblocked ${shown(name)}.`,
+      );
+      schedule(300);
+    } catch (e) {
+      say(`Could not change ${shown(name)}: ${e.message}`, true);
+    }
+  }
+
+  function removeRows(names) {
+    const all = rows();
+    let focusAfter = null;
+    const hadFocus = names.some((n) => {
+      const row = rowOf(n);
+      return row && row.contains(document.activeElement);
+    });
+    for (const name of names) {
+      const row = rowOf(name);
+      if (!row) continue;
+      const index = all.indexOf(row);
+      focusAfter = all.slice(index + 1).find((r) => !names.includes(r.dataset.user)) || all.slice(0, index).reverse().find((r) => !names.includes(r.dataset.user)) || null;
+      row.remove();
+    }
+    const total = Number(document.getElementById("users-total")?.textContent.replace(/,/g, "") || 0);
+    const last = document.getElementById("users-last");
+    const gone = names.filter((n) => all.some((r) => r.dataset.user === n)).length;
+    if (total) setTotal(Math.max(0, total - gone));
+    if (last) last.textContent = (Number(last.textContent.replace(/,/g, "")) - gone).toLocaleString("en-US");
+    if (hadFocus || !document.activeElement || document.activeElement === document.body) {
+      const target = focusAfter && focusAfter.querySelector("input, button, a[href], summary");
+      if (target) target.focus();
+      else document.getElementById("q")?.focus();
+    }
+    updateSelection();
+  }
+
+  const dialog = document.getElementById("confirm-delete");
+
+  // ask before deleting; resolves to true to go ahead
+  function confirmDelete(names) {
+    const opener = document.activeElement;
+    document.getElementById("confirm-title").textContent =
+      names.length === 1 ? `Delete ${shown(names[0])}?` : `Delete ${names.length} users?`;
+    const list = document.getElementById("confirm-list");
+    list.textContent = "";
+    names.slice(0, 50).forEach((name) => {
+      const li = document.createElement("li");
+      li.append(bdi(name));
+      list.append(li);
+    });
+    if (names.length > 50) {
+      const li = document.createElement("li");
+      li.textContent = `and ${names.length - 50} more`;
+      list.append(li);
+    }
+    document.getElementById("confirm-yes").textContent =
+      names.length === 1 ? `Delete ${shown(names[0])}` : `Delete ${names.length} users`;
+    dialog.returnValue = "";
+    dialog.showModal();
+    return new Promise((resolve) => {
+      dialog.addEventListener(
+        "close",
+        () => {
+          const yes = dialog.returnValue === "delete";
+          if (!yes && opener && opener.isConnected) opener.focus();
+          resolve(yes);
+        },
+        { once: true },
+      );
+    });
+  }
+
+  async function deleteUser(name) {
+    try {
+      await api("DELETE", userPath(name));
+      return { ok: true, text: "deleted" };
+    } catch (e) {
+      return { ok: false, text: e.message };
+    }
+  }
+
+  async function rowAction(act, form, row) {
+    const item = form.closest("ul.servers > li");
+    const name = row.dataset.user;
+    if (act === "start" || act === "stop") {
+      const server = item.dataset.server;
+      const outcome = act === "start" ? await start(row, item) : await stop(row, item);
+      // (the button pressed is hidden now: setState gave the keyboard to its counterpart)
+      if (outcome.ok) say(`${owner(name, server)}: ${outcome.text}.`);
+      else say(`Could not ${act} ${owner(name, server)}: ${outcome.text}`, true);
+      schedule(300);
+    } else if (act === "rename") {
+      await renameUser(row, form);
+    } else if (act === "admin") {
+      await toggleAdmin(row, form);
+    } else if (act === "block") {
+      await toggleBlock(row, form);
+    }
+  }
+
+  // --- many users -------------------------------------------------------------------
+
+  const selectAll = document.getElementById("select-all");
+  const count = document.getElementById("selected-count");
+
+  function boxes() {
+    return Array.from(table.querySelectorAll('input[name="user"]'));
+  }
+
+  function selected() {
+    return boxes().filter((b) => b.checked).map((b) => b.value);
+  }
+
+  function updateSelection() {
+    if (!selectAll) return;
+    const n = selected().length;
+    const all = boxes().length;
+    count.textContent = `${n} selected`;
+    selectAll.checked = n > 0 && n === all;
+    selectAll.indeterminate = n > 0 && n < all;
+  }
+
+  if (selectAll) {
+    selectAll.closest(".select-all").hidden = false;
+    selectAll.addEventListener("change", () => {
+      boxes().forEach((b) => {
+        b.checked = selectAll.checked;
+      });
+      updateSelection();
+    });
+    let last = null;
+    table.addEventListener("click", (event) => {
+      const box = event.target;
+      if (!(box instanceof HTMLInputElement) || box.name !== "user") return;
+      // shift-click ticks (or unticks) every box between this one and the last one clicked
+      if (event.shiftKey && last && last.isConnected) {
+        const all = boxes();
+        const [a, b] = [all.indexOf(last), all.indexOf(box)].sort((x, y) => x - y);
+        all.slice(a, b + 1).forEach((other) => {
+          other.checked = box.checked;
+        });
+      }
+      last = box;
+    });
+    table.addEventListener("change", (event) => {
+      if (event.target.name === "user") updateSelection();
+    });
+    updateSelection();
+  }
+
+  function report(outcomes, names, did, failed) {
+    const list = document.getElementById("bulk-results");
+    list.textContent = "";
+    outcomes.forEach((outcome, i) => {
+      const li = document.createElement("li");
+      if (!outcome.ok) li.className = "failed";
+      li.append(bdi(names[i]), `: ${outcome.text}`);
+      list.append(li);
+    });
+    list.hidden = !outcomes.length;
+    const bad = outcomes.filter((o) => !o.ok).length;
+    const good = outcomes.length - bad;
+    say(`${did} ${good} of ${outcomes.length}.` + (bad ? ` ${bad} ${failed}: see the list below the buttons.` : ""), !!bad);
+  }
+
+  async function bulk(action) {
+    const names = selected();
+    if (!names.length) {
+      say("Select at least one user first.", true);
+      return;
+    }
+    if (action === "start" || action === "stop") {
+      const outcomes = await pool(names, CONCURRENCY, async (name) => {
+        const row = rowOf(name);
+        const item = row && serverItem(row, "");
+        if (!item) return { ok: false, text: "not on this page any more" };
+        return action === "start" ? start(row, item) : stop(row, item);
+      });
+      report(outcomes, names, action === "start" ? "Started servers for" : "Stopped servers for", `could not ${action}`);
+      schedule(300);
+    } else if (action === "delete") {
+      if (!(await confirmDelete(names))) return;
+      const outcomes = await pool(names, CONCURRENCY, deleteUser);
+      report(outcomes, names, "Deleted", "could not be deleted");
+      removeRows(names.filter((_, i) => outcomes[i].ok));
+    } else if (action === "group") {
+      const field = document.getElementById("bulk-group");
+      const group = field ? field.value.trim() : "";
+      if (!group) {
+        say("Choose a group to add the selected users to.", true);
+        return;
+      }
+      try {
+        await api("POST", `/groups/${seg(group)}/users`, { users: names });
+        names.forEach((name) => {
+          const row = rowOf(name);
+          if (!row) return;
+          const groups = Array.from(row.querySelectorAll("td.groups bdi"), (b) => b.textContent);
+          if (!groups.includes(group)) setGroups(row, [...groups, group].sort());
+        });
+        const added = `added to ${shown(group)}`;
+        report(names.map(() => ({ ok: true, text: added })), names, `Added to ${shown(group)}:`, "");
+      } catch (e) {
+        say(`Could not add users to ${shown(group)}: ${e.message}`, true);
+      }
+    }
+  }
+
+  // --- wiring -----------------------------------------------------------------------
+
+  document.addEventListener("submit", (event) => {
+    const form = event.target;
+    if (!(form instanceof HTMLFormElement) || form.method === "dialog") return;
+    let job = null;
+    if (form === bulkForm) {
+      const action = event.submitter && event.submitter.name === "action" ? event.submitter.value : "";
+      if (action) job = () => bulk(action);
+    } else if (form.dataset.act && form.closest("tr[data-user]")) {
+      const row = form.closest("tr[data-user]");
+      job = () => rowAction(form.dataset.act, form, row);
+    }
+    if (!job) return;
+    event.preventDefault();
+    if (busy.has(form)) return;
+    busy.add(form);
+    form.setAttribute("aria-busy", "true");
+    job().finally(() => {
+      busy.delete(form);
+      form.removeAttribute("aria-busy");
+    });
+  });
+
+  table.addEventListener("click", async (event) => {
+    const link = event.target instanceof Element ? event.target.closest('a[data-act="delete"]') : null;
+    if (!link || !dialog || typeof dialog.showModal !== "function") return;
+    event.preventDefault();
+    const row = link.closest("tr[data-user]");
+    const name = row.dataset.user;
+    if (!(await confirmDelete([name]))) return;
+    const outcome = await deleteUser(name);
+    if (outcome.ok) {
+      removeRows([name]);
+      say(`Deleted ${shown(name)}.`);
+    } else {
+      link.focus();
+      say(`Could not delete ${shown(name)}: ${outcome.text}`, true);
+    }
+  });
+
+  // Escape closes an open rename box and gives the keyboard back to its summary
+  table.addEventListener("keydown", (event) => {
+    if (event.key !== "Escape") return;
+    const details = event.target instanceof Element ? event.target.closest("details.rename[open]") : null;
+    if (!details) return;
+    details.open = false;
+    details.querySelector("summary").focus();
+  });
+
+  schedule(POLL_MS);
+})();
