@@ -122,6 +122,34 @@ async def test_a_visitor_logs_in_to_their_server(hub_factory: HubFactory) -> Non
     assert (await hub.api("GET", "/user", token=token["access_token"])).status == 403
 
 
+async def test_revoking_an_oauth_token_keeps_the_servers_own_token(
+    hub_factory: HubFactory,
+) -> None:
+    hub, server = await setup(hub_factory)
+    browser = Browser(hub)
+    await browser.login("ann")
+    issued = []
+    for _ in range(2):
+        verifier, challenge = pkce()
+        status, token = await exchange(
+            hub, server, await code_for(browser, server, challenge), verifier
+        )
+        assert status == 200, token
+        issued.append(token["access_token"])
+    listed = (await hub.api("GET", "/users/ann/tokens")).json()["api_tokens"]
+    oauth = [t for t in listed if t["oauth_client"] == server.client_id and t["expires_at"]]
+    assert len(oauth) == 2
+    r = await hub.api("DELETE", f"/users/ann/tokens/{oauth[0]['id']}")
+    assert r.status == 204
+    # every token issued to that client goes ...
+    for access in issued:
+        assert (await hub.api("GET", "/user", token=access)).status == 403
+    # ... but the server can still speak to the hub with its own token
+    me = await hub.api("GET", "/user", token=server.secret)
+    assert me.status == 200, me.body
+    assert me.json()["name"] == "ann"
+
+
 async def test_bad_exchanges_are_refused(hub_factory: HubFactory) -> None:
     hub, server = await setup(hub_factory)
     browser = Browser(hub)

@@ -173,11 +173,15 @@ def get_token(session: Session, req: Requester, owner_name: str, token_id: str) 
 def revoke_token(session: Session, req: Requester, owner_name: str, token_id: str) -> None:
     owner = _owner(session, req, owner_name, "tokens")
     row = _token_by_id(session, owner, token_id)
-    if row.client_id != "atrium":
+    if row.client_id != "atrium" and row.expires_at is not None:
         # revoking an OAuth token revokes every token issued to that client for this user
+        # (all of them expire); the server's own API token, which carries the client's id
+        # and never expires, stays: the running server still reports activity with it
         session.execute(
             delete(APIToken).where(
-                APIToken.user_id == owner.id, APIToken.client_id == row.client_id
+                APIToken.user_id == owner.id,
+                APIToken.client_id == row.client_id,
+                APIToken.expires_at.is_not(None),
             )
         )
     else:

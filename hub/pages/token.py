@@ -176,7 +176,9 @@ class TokenPageHandler(PageHandler):
         token_id = self.get_body_argument("token_id", "")[:40]
         model = await self.db.run(token_ops.get_token, req, req.name, token_id)
         if self.get_body_argument("confirm", "") != "yes":
-            issued = model["oauth_client"] != "atrium"
+            # tokens issued through OAuth expire; a server's own token carries the client's
+            # id but never expires, and revoking it affects that token alone
+            issued = model["oauth_client"] != "atrium" and model["expires_at"] is not None
             self.page(
                 "confirm.html",
                 title="Revoke token?",
@@ -184,8 +186,7 @@ class TokenPageHandler(PageHandler):
                 heading=f"Revoke the token “{visible(model['note'])}”?",
                 lead=(
                     f"Every token issued to {model['oauth_client']} for you is revoked with "
-                    "it: that server's open tabs lose access, and it cannot report your "
-                    "activity until it restarts."
+                    "it: that server's open tabs lose access until you log in to it again."
                     if issued
                     else "Whatever uses it loses access at once. This cannot be undone."
                 ),
