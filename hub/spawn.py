@@ -400,8 +400,9 @@ class Orchestrator:
         except Exception as e:
             log.warning("Removing the proxy route of %s failed: %s", ref.log_name, e)
 
-    async def _reroute(self, ref: ServerRef) -> None:
-        """Put back the route of a server that failed to stop (so still runs)."""
+    async def restore_route(self, ref: ServerRef) -> None:
+        """Put back the route of a server that still runs (it failed to stop, or the proxy
+        lost the route and a browser came to the hub instead)."""
         if self.routes is None or not ref.url:
             return
         try:
@@ -476,7 +477,7 @@ class Orchestrator:
                 # the server may well still be running: it stays running, not pending
                 log.error("Stop of %s failed: %s", ref.log_name, e, exc_info=True)
                 await asyncio.shield(self.db.run(server_ops.mark_running, ref.id))
-                await self._reroute(ref)
+                await self.restore_route(ref)
                 raise StopFailed(f"The server failed to stop: {e}"[:500]) from None
             spawner.clear_state()
             state = spawner.get_state()

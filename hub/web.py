@@ -1,4 +1,5 @@
-"""The tornado application: routes under `<base_url>hub/`, with JSON 404s elsewhere."""
+"""The tornado application: routes under `<base_url>hub/`, plus the base URL and users'
+server addresses (`hub.pages.fallback`); anything else is a 404 page, or JSON for API paths."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from hub import api
-from hub.api.base import API404
 from hub.oauth import handlers as oauth_handlers
 from hub.pages import (
     admin_audit,
@@ -18,6 +18,7 @@ from hub.pages import (
     admin_import,
     admin_users,
     error,
+    fallback,
     home,
     login,
     logo,
@@ -26,10 +27,6 @@ from hub.pages import (
     token,
 )
 from hub.state import HubState
-
-
-class NotFoundHandler(API404):
-    """Paths outside the hub's routes (pages arrive with the web UI)."""
 
 
 def make_app(state: HubState, base_url: str, cookie_secret: bytes) -> web.Application:
@@ -41,9 +38,10 @@ def make_app(state: HubState, base_url: str, cookie_secret: bytes) -> web.Applic
     # the OAuth endpoints live under /api but before the API's catch-all 404
     routes: list[tuple[Any, ...]] = [*oauth_handlers.routes, *api.all_routes(), *pages]
     handlers: list[Any] = [(prefix + route[0], *route[1:]) for route in routes]
+    handlers += fallback.routes(base_url)
     return web.Application(
         handlers,
-        default_handler_class=NotFoundHandler,
+        default_handler_class=fallback.PageNotFound,
         atrium=state,
         cookie_secret=cookie_secret,
         # pages' forms carry the token; the API checks it for cookie-authenticated writes

@@ -18,8 +18,14 @@ from hub import api
 from tests.conftest import HubFactory, LogCapture, Response, RunningHub
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-# paths no route serves (answered by the JSON 404 catch-all)
-UNROUTED = ["/api/no/such/endpoint", "/no-such-page", "/api/users/bob/nope", "/api/users/bob/x/y"]
+# API paths no route serves (answered by the JSON 404 catch-all; other unknown paths get
+# a 404 page, see tests/test_fallback_pages.py)
+UNROUTED = [
+    "/api/no/such/endpoint",
+    "/api/no-such-page",
+    "/api/users/bob/nope",
+    "/api/users/bob/x/y",
+]
 LEAKS = (b"Traceback", b'File "', b"sqlalchemy", b"psycopg", b"sqlite3", b"Exception")
 
 

@@ -38,7 +38,40 @@ def _server_of(session: Session, name: str, rest: str) -> tuple[str, str]:
     return name, ""
 
 
-class ProxyErrorPage(PageHandler):
+class NotRunningPage(PageHandler):
+    """A page that may have to say a user's server is not running, with a start button."""
+
+    async def not_running(self, url: str, code: int) -> bool:
+        """Render "not running" for `url` when it is a user's server URL; False if not."""
+        ctx = self.ctx
+        user_prefix = f"{ctx.base_url}user/"
+        if not url.startswith(user_prefix):
+            return False
+        name_part, _, rest = url[len(user_prefix) :].partition("/")
+        if not name_part:
+            return False
+        user, server = await self.db.run(_server_of, unquote(name_part), rest)
+        start = f"{ctx.base_url}hub/spawn/{quote(user, safe='@')}"
+        if server:
+            start += f"/{quote(server, safe='')}"
+        owner = f"{user}'s server" + (f" {server}" if server else "")
+        self.page(
+            "error.html",
+            code,
+            code=code,
+            reason=self._reason,
+            title="Your server is not running",
+            heading="Your server is not running",
+            lead=f"{owner} at",
+            shown=ctx.user_url(user, server),
+            tail="is not running: it was stopped, or it stopped answering.",
+            start_url=start,
+            next=url,
+        )
+        return True
+
+
+class ProxyErrorPage(NotRunningPage):
     async def get(self, code_text: str) -> None:
         code = int(code_text)
         if not 400 <= code <= 599:
@@ -47,8 +80,8 @@ class ProxyErrorPage(PageHandler):
         else:
             url = self.get_query_argument("url", "")[:MAX_URL]
         self.set_status(code)
-        ctx = self.ctx
-        user_prefix = f"{ctx.base_url}user/"
+        if code in (502, 503, 504) and await self.not_running(url, code):
+            return
         values: dict[str, object] = {
             "code": code,
             "reason": self._reason,
@@ -57,29 +90,6 @@ class ProxyErrorPage(PageHandler):
             "title": "This page is not available",
             "heading": "This page is not available",
         }
-        if url.startswith(user_prefix) and code in (502, 503, 504):
-            name_part, _, rest = url[len(user_prefix) :].partition("/")
-            if name_part:
-                user, server = await self.db.run(_server_of, unquote(name_part), rest)
-                start = f"{ctx.base_url}hub/spawn/{quote(user, safe='@')}"
-                if server:
-                    start += f"/{quote(server, safe='')}"
-                owner = f"{user}'s server" + (f" {server}" if server else "")
-                self.page(
-                    "error.html",
-                    code,
-                    **{
-                        **values,
-                        "title": "Your server is not running",
-                        "heading": "Your server is not running",
-                        "lead": f"{owner} at",
-                        "shown": ctx.user_url(user, server),
-                        "tail": "is not running: it was stopped, or it stopped answering.",
-                        "start_url": start,
-                        "next": url,
-                    },
-                )
-                return
         if url:
             values.update(
                 lead="The page at",
