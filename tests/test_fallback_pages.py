@@ -72,7 +72,8 @@ async def test_a_lost_route_is_put_back(hub_factory: HubFactory, tmp_path: Path)
     await hub.add_user("ann", password=PASSWORD)
     assert (await hub.api("POST", "/users/ann/server")).status == 201
     proxy = hub.state.proxy
-    assert proxy is not None and proxy.client is not None
+    assert proxy is not None
+    assert proxy.client is not None
     await proxy.client.delete_route("/user/ann")
     assert "/user/ann" not in await proxy.client.get_routes()
     browser = Browser(hub)  # straight to the hub, as the proxy's default route sends it
