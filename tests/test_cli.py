@@ -50,8 +50,13 @@ class Result:
         return lines[0]
 
 
+# no config file of the person running the tests may take part (hub.cli.config)
+NO_CONFIG_DIR = "/nonexistent/atrium-tests"
+
+
 def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ATRIUM_", "JUPYTERHUB_"))}
+    env["XDG_CONFIG_HOME"] = NO_CONFIG_DIR
     env.update(extra)
     return env
 
@@ -427,7 +432,7 @@ async def test_user_list_filters_and_paging(target: Target) -> None:
         (["token", "create", "x", "--expires-in", "-5"], "argument --expires-in"),
         (["token", "revoke", "x"], "the following arguments are required: TOKEN_ID"),
         (["token", "revoke", "x", "not-an-id"], "TOKEN_ID must be a token id"),
-        (["user", "list"], "no hub to talk to: pass --url (or set ATRIUM_URL)"),
+        (["user", "list"], "no hub to talk to: pass --url (or set ATRIUM_URL, or url in "),
         (["--url", "http://127.0.0.1:1/hub/", "user", "list"], "no API token"),
         (["--url", "ftp://example.org/", "--token", "t" * 20, "user", "list"], "http://"),
         (["--url", "http://[::1/", "--token", "t" * 20, "user", "list"], "not a valid URL"),

@@ -17,19 +17,27 @@ import sys
 from collections.abc import Callable, Sequence
 
 from hub import __version__
-from hub.cli import tokens, users
+from hub.cli import audit, completion, groups, servers, tokens, users
 from hub.cli.errors import CLIError
 from hub.cli.output import PROG, Output
 from hub.cli.parsing import Parser, global_options
 from hub.cli.runtime import Runtime
 
-# each noun module adds its subcommands; a new noun (groups, servers, ...) goes here
-NOUNS: Sequence[Callable[..., None]] = (users.register, tokens.register)
+# each noun module adds its subcommands; a new noun goes here
+NOUNS: Sequence[Callable[..., None]] = (
+    users.register,
+    groups.register,
+    servers.register,
+    tokens.register,
+    audit.register,
+    completion.register,
+)
 
 EPILOG = """\
-Connect with --url and a token in ATRIUM_TOKEN (or --token), or work on the
-database directly with --db. Exit status: 0 done, 1 the operation failed,
-2 the command line was wrong. Run `hub-admin COMMAND SUBCOMMAND --help` for details.
+Connect with --url and a token in ATRIUM_TOKEN (or --token, or url and token_file
+in ~/.config/atrium/hub-admin.toml or $ATRIUM_CONFIG), or work on the database
+directly with --db. Exit status: 0 done, 1 the operation failed, 2 the command
+line was wrong. Run `hub-admin COMMAND SUBCOMMAND --help` for details.
 """
 
 
@@ -37,7 +45,7 @@ def build_parser() -> Parser:
     common = global_options()
     parser = Parser(
         prog=PROG,
-        description="Manage an Atrium hub's users and API tokens.",
+        description="Manage an Atrium hub's users, groups, servers and API tokens.",
         epilog=EPILOG,
         parents=[common],
         formatter_class=argparse.RawDescriptionHelpFormatter,

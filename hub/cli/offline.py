@@ -23,13 +23,16 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from hub.cli.backend import PAGE_SIZE, Model, UserListQuery, token_body
+from hub.cli.backend import PAGE_SIZE, AuditQuery, Model, UserListQuery, token_body
 from hub.cli.errors import CLIError
 from hub.db import migrate
 from hub.db.engine import Database, normalize_url
 from hub.db.models import Role
 from hub.errors import AtriumError, ConfigError
 from hub.log import redact
+from hub.ops import audit as audit_ops
+from hub.ops import groups as group_ops
+from hub.ops import roster as roster_ops
 from hub.ops import tokens as token_ops
 from hub.ops import users as user_ops
 from hub.ops.context import HubContext
@@ -123,12 +126,37 @@ def _walk_users(session: Session, ctx: HubContext, req: Requester, q: UserListQu
             name_filter=q.name_filter,
             sort=key,
             descending=q.sort.startswith("-"),
+            include_stopped=q.include_stopped,
         )
         page, _total = user_ops.list_users(session, ctx, req, query)
         items.extend(page)
         offset += want
         if len(page) < want:
             break
+    return items
+
+
+def _walk_groups(session: Session, req: Requester) -> list[Model]:
+    items: list[Model] = []
+    while True:
+        page, _total = group_ops.list_groups(session, req, len(items), PAGE_SIZE, False)
+        items.extend(page)
+        if len(page) < PAGE_SIZE:
+            return items
+
+
+def _audit_events(session: Session, q: AuditQuery) -> list[Model]:
+    since = None
+    if q.since:
+        from hub.timeutil import parse_timestamp
+
+        try:
+            since = parse_timestamp(q.since)
+        except ValueError as e:
+            raise CLIError(f"--since: {e}") from None
+    items, _total = audit_ops.list_events(
+        session, limit=q.limit, action=q.action, actor=q.actor, target=q.target, since=since
+    )
     return items
 
 
@@ -170,6 +198,34 @@ class OfflineBackend:
     def delete_user(self, name: str) -> None:
         self._run(user_ops.delete_user, self.req, name)
 
+    def import_roster(self, text: str, apply: bool, skip_errors: bool) -> Model:
+        return self._run(
+            roster_ops.import_roster,
+            self.ctx,
+            self.req,
+            text,
+            apply=apply,
+            skip_errors=skip_errors,
+        )
+
+    # --- groups ------------------------------------------------------------
+
+    def list_groups(self) -> list[Model]:
+        return self._run(_walk_groups, self.req)
+
+    def get_group(self, name: str) -> Model:
+        return self._run(group_ops.get_group, self.req, name)
+
+    def create_group(self, name: str, users: Sequence[str]) -> Model:
+        members = list(users) if users else None
+        return self._run(group_ops.create_groups, self.req, [name], members)[0]
+
+    def delete_group(self, name: str) -> None:
+        self._run(group_ops.delete_group, self.req, name)
+
+    def change_members(self, group: str, users: Sequence[str], add: bool) -> Model:
+        return self._run(group_ops.change_members, self.req, group, list(users), add)
+
     # --- tokens ------------------------------------------------------------
 
     def create_token(
@@ -183,6 +239,11 @@ class OfflineBackend:
 
     def revoke_token(self, user: str, token_id: str) -> None:
         self._run(token_ops.revoke_token, self.req, user, token_id)
+
+    # --- audit log ---------------------------------------------------------
+
+    def list_audit(self, query: AuditQuery) -> list[Model]:
+        return self._run(_audit_events, query)
 
     def close(self) -> None:
         self.db.close()

@@ -91,8 +91,23 @@ class Output:
         text = " ".join(printable(message).split()) or "failed"
         self.err.write(f"{PROG}: error: {text}\n")
 
-    def table(self, headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-        cells = [[clip(printable(c)) for c in row] for row in rows]
+    def table(
+        self,
+        headers: Sequence[str],
+        rows: Sequence[Sequence[object]],
+        *,
+        clip_last: bool = True,
+    ) -> None:
+        """Aligned columns; cells are clipped to MAX_CELL_WIDTH, except the last
+        column's when `clip_last` is false (a free-text column such as details)."""
+        last = len(headers) - 1
+        cells = [
+            [
+                printable(c) if i == last and not clip_last else clip(printable(c))
+                for i, c in enumerate(row)
+            ]
+            for row in rows
+        ]
         widths = [width(h) for h in headers]
         for row in cells:
             for i, cell in enumerate(row):

@@ -2,7 +2,8 @@
 
 Usage errors raise `UsageError` (exit status 2, one line on stderr) instead of
 argparse's usage dump. Global options (`--url`, `--token`, `--db`, `--json`,
-`--timeout`) are accepted before or after the command words.
+`--timeout`) are accepted before or after the command words. The completion
+script (`hub.cli.completion`) is generated from the parser these build.
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ def global_options() -> argparse.ArgumentParser:
         type=positive_float,
         metavar="SECONDS",
         default=argparse.SUPPRESS,
-        help="seconds to wait for the hub (default: 30)",
+        help="seconds to wait for the hub (default: 30); for server start and stop, "
+        "seconds each server may take to be ready or stopped (default: 300)",
     )
     group.add_argument(
         "--json",

@@ -3,7 +3,10 @@
 Any URL of the hub works: the hub URL (`http://host:8000/hub/`), the API URL
 (`.../hub/api`, as in `JUPYTERHUB_API_URL`) or the base URL (`http://host:8000/`).
 Redirects are never followed, so the token is only ever sent to the URL given.
-Errors become one-line `CLIError`s carrying the hub's own message.
+Errors become one-line `HubError`s carrying the hub's own message and status.
+
+Every list is walked page by page with JupyterHub's opt-in pagination. Server
+starts and stops build on `request` and `events` (`hub.cli.control`).
 """
 
 from __future__ import annotations
@@ -12,19 +15,30 @@ import http.client
 import json
 import socket
 import ssl
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 from hub import __version__
-from hub.cli.backend import PAGE_SIZE, Model, UserListQuery, token_body
+from hub.cli.backend import PAGE_SIZE, AuditQuery, Model, UserListQuery, token_body
 from hub.cli.errors import CLIError, UsageError
 
 PAGINATION_MEDIA_TYPE = "application/jupyterhub-pagination+json"
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+MAX_EVENT_LINE = 64 * 1024
 BAD_CREDENTIALS = "Missing or invalid credentials"
+
+
+class HubError(CLIError):
+    """The hub answered with an error: its message, HTTP status and Retry-After."""
+
+    def __init__(self, message: str, status: int, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
 
 
 def api_url(url: str) -> str:
@@ -75,6 +89,17 @@ def _user_path(name: str) -> str:
     return "/users/" + quote(name, safe="")
 
 
+def _group_path(name: str) -> str:
+    return "/groups/" + quote(name, safe="")
+
+
+def server_path(user: str, server: str) -> str:
+    """`/users/ann/server` for the default server, `/users/ann/servers/lab` for a named one."""
+    if server:
+        return f"{_user_path(user)}/servers/{quote(server, safe='')}"
+    return f"{_user_path(user)}/server"
+
+
 class RestBackend:
     def __init__(self, url: str, token: str, timeout: float = 30.0) -> None:
         self.base = api_url(url)
@@ -84,28 +109,24 @@ class RestBackend:
         # redirects are refused: the token must not follow them to another place
         self._opener = urllib.request.build_opener(_NoRedirect())
 
-    # --- users -------------------------------------------------------------
-
-    def list_users(self, query: UserListQuery) -> list[Model]:
-        params: dict[str, str] = {"sort": query.sort}
-        if query.state:
-            params["state"] = query.state
-        if query.name_filter:
-            params["name_filter"] = query.name_filter
+    def _walk(
+        self, path: str, params: dict[str, str], offset: int = 0, limit: int | None = None
+    ) -> list[Model]:
+        """Every item of a paginated list from `offset` on, at most `limit` of them."""
         items: list[Model] = []
-        offset = query.offset
         while True:
-            want = PAGE_SIZE if query.limit is None else min(PAGE_SIZE, query.limit - len(items))
+            want = PAGE_SIZE if limit is None else min(PAGE_SIZE, limit - len(items))
             if want <= 0:
                 break
             page = self._call(
                 "GET",
-                "/users",
+                path,
                 query={**params, "offset": str(offset), "limit": str(want)},
                 paginate=True,
             )
             if isinstance(page, list):  # a hub without pagination answers the whole list
-                return page if query.limit is None else page[: query.limit]
+                got = _list_of_models(page)
+                return got if limit is None else got[:limit]
             got = _list_of_models(page.get("items") if isinstance(page, dict) else None)
             items.extend(got[:want])
             following = (page.get("_pagination") or {}).get("next")
@@ -116,6 +137,18 @@ class RestBackend:
                 break
             offset = next_offset
         return items
+
+    # --- users -------------------------------------------------------------
+
+    def list_users(self, query: UserListQuery) -> list[Model]:
+        params: dict[str, str] = {"sort": query.sort}
+        if query.state:
+            params["state"] = query.state
+        if query.name_filter:
+            params["name_filter"] = query.name_filter
+        if query.include_stopped:
+            params["include_stopped_servers"] = "1"
+        return self._walk("/users", params, query.offset, query.limit)
 
     def get_user(self, name: str) -> Model:
         return _model(self._call("GET", _user_path(name), query={"include_stopped_servers": "1"}))
@@ -129,6 +162,31 @@ class RestBackend:
 
     def delete_user(self, name: str) -> None:
         self._call("DELETE", _user_path(name))
+
+    def import_roster(self, text: str, apply: bool, skip_errors: bool) -> Model:
+        query = {"apply": str(apply).lower(), "skip_errors": str(skip_errors).lower()}
+        raw = text.encode()
+        return _model(self._call("POST", "/roster", raw=raw, content_type="text/csv", query=query))
+
+    # --- groups ------------------------------------------------------------
+
+    def list_groups(self) -> list[Model]:
+        return self._walk("/groups", {})
+
+    def get_group(self, name: str) -> Model:
+        return _model(self._call("GET", _group_path(name)))
+
+    def create_group(self, name: str, users: Sequence[str]) -> Model:
+        body = {"users": list(users)} if users else {}
+        return _model(self._call("POST", _group_path(name), body=body))
+
+    def delete_group(self, name: str) -> None:
+        self._call("DELETE", _group_path(name))
+
+    def change_members(self, group: str, users: Sequence[str], add: bool) -> Model:
+        method = "POST" if add else "DELETE"
+        body = {"users": list(users)}
+        return _model(self._call(method, _group_path(group) + "/users", body=body))
 
     # --- tokens ------------------------------------------------------------
 
@@ -147,10 +205,67 @@ class RestBackend:
     def revoke_token(self, user: str, token_id: str) -> None:
         self._call("DELETE", f"{_user_path(user)}/tokens/{quote(token_id, safe='')}")
 
+    # --- audit log ---------------------------------------------------------
+
+    def list_audit(self, query: AuditQuery) -> list[Model]:
+        params = {
+            key: value
+            for key, value in (
+                ("actor", query.actor),
+                ("action", query.action),
+                ("target", query.target),
+                ("since", query.since),
+            )
+            if value
+        }
+        return self._walk("/audit", params, 0, query.limit)
+
     def close(self) -> None:
         return None
 
     # --- HTTP --------------------------------------------------------------
+
+    def request(
+        self, method: str, path: str, body: Any = None, timeout: float | None = None
+    ) -> tuple[int, Any]:
+        """One API call: (HTTP status, parsed JSON or None); HubError for an error.
+        `timeout` (seconds) replaces the backend's own for this call."""
+        return self._send(method, path, body=body, timeout=timeout)
+
+    def events(self, path: str, deadline: float) -> Iterator[Model]:
+        """The `data:` events of a server-sent event stream (the hub's progress API),
+        until the stream ends or `deadline` (time.monotonic()) passes, when it stops
+        quietly. The hub sends a comment every few seconds, so a quiet stream is
+        noticed at each read's timeout."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        request = self._request("GET", path, None, "text/event-stream", None)
+        try:
+            response = self._opener.open(request, timeout=min(self.timeout, remaining))
+        except urllib.error.HTTPError as e:
+            raise self._error_from(e) from None
+        except urllib.error.URLError as e:
+            raise self._unreachable(e.reason) from None
+        except (TimeoutError, OSError) as e:
+            raise self._unreachable(e) from None
+        with response:
+            while time.monotonic() < deadline:
+                try:
+                    line = response.readline(MAX_EVENT_LINE)
+                except (TimeoutError, OSError, http.client.HTTPException):
+                    return
+                if not line:
+                    return
+                text = line.decode("utf-8", "replace").strip()
+                if not text.startswith("data:"):
+                    continue
+                try:
+                    event = json.loads(text[len("data:") :])
+                except ValueError:
+                    continue
+                if isinstance(event, dict):
+                    yield event
 
     def _call(
         self,
@@ -158,33 +273,70 @@ class RestBackend:
         path: str,
         *,
         body: Any = None,
+        raw: bytes | None = None,
+        content_type: str | None = None,
         query: dict[str, str] | None = None,
         paginate: bool = False,
     ) -> Any:
+        _status, data = self._send(
+            method,
+            path,
+            body=body,
+            raw=raw,
+            content_type=content_type,
+            query=query,
+            paginate=paginate,
+        )
+        return data
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        data: bytes | None,
+        accept: str,
+        content_type: str | None,
+        query: dict[str, str] | None = None,
+    ) -> urllib.request.Request:
         url = self.base + path + (f"?{urlencode(query)}" if query else "")
         headers = {
             "Authorization": f"token {self.token}",
-            "Accept": PAGINATION_MEDIA_TYPE if paginate else "application/json",
+            "Accept": accept,
             "User-Agent": f"hub-admin/{__version__}",
         }
-        data = None
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+        try:
+            # the scheme was checked in api_url: only http and https get here
+            return urllib.request.Request(url, data=data, headers=headers, method=method)  # noqa: S310
+        except ValueError:
+            raise UsageError("the hub URL or a name in it cannot be sent over HTTP") from None
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        raw: bytes | None = None,
+        content_type: str | None = None,
+        query: dict[str, str] | None = None,
+        paginate: bool = False,
+        timeout: float | None = None,
+    ) -> tuple[int, Any]:
+        data = raw
         if body is not None:
             data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        # the scheme was checked in api_url: only http and https get here
-        request = urllib.request.Request(url, data=data, headers=headers, method=method)  # noqa: S310
+            content_type = "application/json"
+        accept = PAGINATION_MEDIA_TYPE if paginate else "application/json"
+        request = self._request(method, path, data, accept, content_type, query)
         try:
-            with self._opener.open(request, timeout=self.timeout) as response:
-                raw = response.read(MAX_RESPONSE_BYTES)
+            wait = self.timeout if timeout is None else timeout
+            with self._opener.open(request, timeout=wait) as response:
+                raw_answer = response.read(MAX_RESPONSE_BYTES)
                 status = response.status
         except urllib.error.HTTPError as e:
-            try:
-                raw = e.read(64 * 1024)
-            except (OSError, http.client.HTTPException, AttributeError):
-                raw = b""
-            finally:
-                e.close()
-            raise self._http_error(e.code, e.reason, e.headers, raw) from None
+            raise self._error_from(e) from None
         except urllib.error.URLError as e:
             raise self._unreachable(e.reason) from None
         except (TimeoutError, OSError) as e:
@@ -193,12 +345,21 @@ class RestBackend:
             raise CLIError(f"the server at {self.shown} did not answer HTTP properly") from None
         except ValueError:  # http.client refuses a URL or header it cannot send
             raise UsageError("the hub URL or a name in it cannot be sent over HTTP") from None
-        if status == 204 or not raw:
-            return None
+        if status == 204 or not raw_answer:
+            return status, None
         try:
-            return json.loads(raw)
+            return status, json.loads(raw_answer)
         except ValueError:
             raise self._not_an_api() from None
+
+    def _error_from(self, e: urllib.error.HTTPError) -> CLIError:
+        try:
+            raw = e.read(64 * 1024)
+        except (OSError, http.client.HTTPException, AttributeError):
+            raw = b""
+        finally:
+            e.close()
+        return self._http_error(e.code, e.reason, e.headers, raw)
 
     def _not_an_api(self) -> CLIError:
         return CLIError(
@@ -220,10 +381,16 @@ class RestBackend:
         except ValueError:
             pass
         if message is None:
-            return CLIError(f"HTTP {status} {reason or ''} from {self.shown}".replace("  ", " "))
+            text = f"HTTP {status} {reason or ''} from {self.shown}".replace("  ", " ")
+            return HubError(text, status)
         if status == 403 and message == BAD_CREDENTIALS:
             message += "; check the API token (--token or ATRIUM_TOKEN)"
-        return CLIError(f"{message} (HTTP {status})")
+        retry_after = None
+        if headers is not None:
+            value = str(headers.get("Retry-After", "")).strip()
+            if value.isdigit():
+                retry_after = float(value)
+        return HubError(f"{message} (HTTP {status})", status, retry_after)
 
     def _unreachable(self, reason: object) -> CLIError:
         where = f"cannot reach the hub at {self.shown}"

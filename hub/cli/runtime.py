@@ -1,10 +1,9 @@
 """What a command runs with: its output and, when first needed, its backend.
 
-The backend is chosen from the global options, then the environment:
-`--db URL` works offline; otherwise `--url`/`--token`, falling back to
-`ATRIUM_URL`/`ATRIUM_TOKEN`, then `JUPYTERHUB_API_URL`/`JUPYTERHUB_API_TOKEN`
-(set inside single-user servers and services). Offline mode is never picked
-from the environment: touching the database directly must be asked for.
+`--db URL` works offline on the database; otherwise the hub's URL and token
+come from the flags, the environment or the config file (`hub.cli.config`).
+Offline mode is never picked from the environment: touching the database
+directly must be asked for.
 """
 
 from __future__ import annotations
@@ -14,21 +13,12 @@ import os
 from collections.abc import Mapping
 from functools import cached_property
 
+from hub.cli import config
 from hub.cli.backend import Backend
 from hub.cli.errors import UsageError
 from hub.cli.output import Output
 
-URL_ENV = ("ATRIUM_URL", "JUPYTERHUB_API_URL")
-TOKEN_ENV = ("ATRIUM_TOKEN", "JUPYTERHUB_API_TOKEN")
 DEFAULT_TIMEOUT = 30.0
-
-
-def _first(env: Mapping[str, str], names: tuple[str, ...]) -> str | None:
-    for name in names:
-        value = env.get(name, "").strip()
-        if value:
-            return value
-    return None
 
 
 class Runtime:
@@ -36,6 +26,12 @@ class Runtime:
         self.args = args
         self.env = os.environ if env is None else env
         self.out = Output(json_mode=getattr(args, "json", False))
+        self._config_token: str | None = None
+
+    @property
+    def offline(self) -> bool:
+        """Working on a database (`--db`) rather than through a hub."""
+        return getattr(self.args, "db", None) is not None
 
     @cached_property
     def backend(self) -> Backend:
@@ -50,21 +46,20 @@ class Runtime:
             from hub.cli.offline import OfflineBackend
 
             return OfflineBackend(db_url)
-        url = url or _first(self.env, URL_ENV)
-        if not url:
-            raise UsageError(
-                "no hub to talk to: pass --url (or set ATRIUM_URL), or --db DB_URL to work offline"
-            )
-        token = token if token is not None else _first(self.env, TOKEN_ENV)
-        if not token:
-            raise UsageError("no API token: pass --token or set ATRIUM_TOKEN")
+        conn, found = config.connection(url, token, self.env)
+        if found is not None:
+            self._config_token = found.token
         from hub.cli.rest import RestBackend
 
-        return RestBackend(url, token, getattr(self.args, "timeout", DEFAULT_TIMEOUT))
+        return RestBackend(conn.url, conn.token, getattr(self.args, "timeout", DEFAULT_TIMEOUT))
 
     def secrets(self) -> list[str]:
         """Credentials this run knows, to be scrubbed from anything it prints."""
-        found = [getattr(self.args, "token", None), *(self.env.get(n) for n in TOKEN_ENV)]
+        found = [
+            getattr(self.args, "token", None),
+            self._config_token,
+            *(self.env.get(n) for n in config.TOKEN_ENV),
+        ]
         return [s.strip() for s in found if s and len(s.strip()) >= 8]
 
     def close(self) -> None:

@@ -1,9 +1,13 @@
-"""`hub-admin user list|add|remove|show|set-admin`."""
+"""`hub-admin user list|add|remove|show|set-admin|rename|block|unblock|import`.
+
+`import` (a class roster) lives in `hub.cli.roster`.
+"""
 
 from __future__ import annotations
 
 import argparse
 
+from hub.cli import roster
 from hub.cli.backend import USER_SORTS, USER_STATES, Model, UserListQuery
 from hub.cli.errors import UsageError
 from hub.cli.output import listed, printable, when, yes_no
@@ -57,6 +61,42 @@ def register(commands: SubParsers, parents: list[argparse.ArgumentParser]) -> No
     switch.add_argument("--on", dest="admin", action="store_true", help="make NAME an admin")
     switch.add_argument("--off", dest="admin", action="store_false", help="make NAME a user")
     p.set_defaults(run=set_admin)
+
+    p = verbs.add_parser(
+        "rename",
+        parents=parents,
+        help="give a user a new name",
+        description="Rename a user; their tokens, groups and roles follow. A user whose "
+        "server is running or starting cannot be renamed (its URL carries the name): "
+        "stop it first.",
+    )
+    p.add_argument("name", type=nonempty, metavar="OLD")
+    p.add_argument("new_name", type=nonempty, metavar="NEW")
+    p.set_defaults(run=rename_user)
+
+    p = verbs.add_parser(
+        "block",
+        parents=parents,
+        help="block a user: log them out, disable their tokens, stop their servers",
+        description="Block a user: they can no longer log in, every login of theirs ends, "
+        "their API tokens stop working (until unblocked) and their servers are stopped. "
+        "With --db, servers cannot be stopped (only the hub can): stop them with "
+        "`hub-admin server stop --user NAME` through the hub.",
+    )
+    p.add_argument("name", type=nonempty, metavar="NAME")
+    p.set_defaults(run=block_user, blocked=True)
+
+    p = verbs.add_parser(
+        "unblock",
+        parents=parents,
+        help="let a blocked user log in again",
+        description="Unblock a user: they may log in again and their API tokens work "
+        "again. Logins ended by the block stay ended.",
+    )
+    p.add_argument("name", type=nonempty, metavar="NAME")
+    p.set_defaults(run=block_user, blocked=False)
+
+    roster.register(verbs, parents)
 
 
 def server_state(user: Model) -> str:
@@ -137,9 +177,14 @@ def show_user(args: argparse.Namespace, rt: Runtime) -> None:
     if rt.out.json_mode:
         rt.out.json(user)
         return
+    raw_info = user.get("user_info")
+    info: Model = raw_info if isinstance(raw_info, dict) else {}
     pairs: list[tuple[str, object]] = [
         ("name", user.get("name", args.name)),
+        ("full name", info.get("full_name") or "-"),
+        ("email", info.get("email") or "-"),
         ("admin", yes_no(user.get("admin"))),
+        ("blocked", yes_no(user.get("blocked"))),
         ("roles", listed(user.get("roles"))),
         ("groups", listed(user.get("groups"))),
         ("created", when(user.get("created"))),
@@ -173,3 +218,36 @@ def set_admin(args: argparse.Namespace, rt: Runtime) -> None:
         return
     name = user.get("name", args.name)
     rt.out.line(f"{name} is now an admin." if user.get("admin") else f"{name} is not an admin.")
+
+
+def rename_user(args: argparse.Namespace, rt: Runtime) -> None:
+    user = rt.backend.update_user(args.name, {"name": args.new_name})
+    if rt.out.json_mode:
+        rt.out.json(user)
+        return
+    rt.out.line(f"Renamed {args.name} to {user.get('name', args.new_name)}.")
+
+
+def block_user(args: argparse.Namespace, rt: Runtime) -> None:
+    user = rt.backend.update_user(args.name, {"blocked": args.blocked})
+    name = str(user.get("name", args.name))
+    raw_servers = user.get("servers")
+    servers: Model = raw_servers if isinstance(raw_servers, dict) else {}
+    running = sorted(servers)
+    if rt.out.json_mode:
+        rt.out.json(user)
+    elif not args.blocked:
+        rt.out.line(f"Unblocked {name}.")
+    else:
+        rt.out.line(f"Blocked {name}.")
+    if args.blocked and running:
+        shown = ", ".join(repr(s) if s else "the default server" for s in running)
+        if rt.offline:
+            rt.out.note(
+                f"{name}'s servers are still running ({shown}): only the hub can stop them; "
+                f"run `hub-admin server stop --user {name}` through the hub."
+            )
+        elif all(isinstance(s, dict) and s.get("pending") == "stop" for s in servers.values()):
+            rt.out.note(f"{name}'s servers are still stopping ({shown}).")
+        else:
+            rt.out.note(f"{name}'s servers did not all stop ({shown}); see the hub's log.")
