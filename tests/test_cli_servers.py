@@ -145,12 +145,10 @@ async def test_list_and_usage_errors(
     assert r.out == ""
 
 
-async def test_offline_cannot_start_or_stop(target: Target) -> None:
-    if target.mode == "rest":
-        return
-    assert (await target.run("user", "add", "ann")).code == 0
+async def test_offline_cannot_start_or_stop(db_url: str) -> None:
+    assert (await run_cli("--db", db_url, "user", "add", "ann")).code == 0
     for verb in ("start", "stop"):
-        r = await target.run("server", verb, "--user", "ann")
+        r = await run_cli("--db", db_url, "server", verb, "--user", "ann")
         assert r.code == 2
         assert f"server {verb} needs a running hub (the hub runs the servers)" in r.error
         assert r.out == ""

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from hub.db.engine import Database
 from hub.db.models import APIToken, AuditEvent, Server, User
 from hub.timeutil import utcnow
 from tests import test_cli
@@ -132,8 +133,8 @@ async def test_block_and_unblock(target: Target) -> None:
     assert after[1] is True
     assert after[2] != before[2]  # every hub cookie of hers stopped working
     assert await target.whoami(token) is None
-    notes = [t for t in await target.token_ids("ann")]
-    assert len(notes) == 1  # the login session's token is gone, the script's kept
+    # the login session's token is gone, the script's kept
+    assert len(await target.token_ids("ann")) == 1
     r = await target.run("user", "show", "ann")
     assert "blocked:" in r.out
     assert [line.split()[1] for line in r.out.splitlines() if line.startswith("blocked:")] == [
@@ -147,24 +148,27 @@ async def test_block_and_unblock(target: Target) -> None:
     assert (await actions(target, "ann"))[-2:] == ["user.block", "user.unblock"]
 
 
-async def test_offline_block_says_servers_still_run(target: Target) -> None:
-    assert (await target.run("user", "add", "ann")).code == 0
+async def test_offline_block_says_servers_still_run(db_url: str) -> None:
+    offline = Target("offline", Database(db_url), clean_env(), args=["--db", db_url])
+    try:
+        assert (await offline.run("user", "add", "ann")).code == 0
 
-    def start(session: Session) -> None:
-        user = session.scalar(select(User).where(User.name == "ann"))
-        assert user is not None
-        session.add(Server(user_id=user.id, name="", started=utcnow(), url="http://127.0.0.1:9"))
+        def start(session: Session) -> None:
+            user = session.scalar(select(User).where(User.name == "ann"))
+            assert user is not None
+            server = Server(user_id=user.id, name="", started=utcnow(), url="http://127.0.0.1:9")
+            session.add(server)
 
-    await target.db.run(start)
-    if target.mode == "rest":
-        return  # through the hub the server is stopped: test_block_stops_a_real_server
-    r = await target.run("user", "block", "ann")
-    assert r.code == 0, r.err
-    assert r.out.strip() == "Blocked ann."
-    assert "only the hub can stop them; run `hub-admin server stop --user ann`" in r.err
-    row = await user_row(target, "ann")
-    assert row is not None
-    assert row[1] is True
+        await offline.db.run(start)
+        r = await offline.run("user", "block", "ann")
+        assert r.code == 0, r.err
+        assert r.out.strip() == "Blocked ann."
+        assert "only the hub can stop them; run `hub-admin server stop --user ann`" in r.err
+        row = await user_row(offline, "ann")
+        assert row is not None
+        assert row[1] is True
+    finally:
+        offline.db.close()
 
 
 async def test_block_stops_a_real_server(hub_factory: HubFactory) -> None:
