@@ -197,6 +197,28 @@ async def test_an_admin_manages_users(hub_factory: HubFactory, shots: Path) -> N
         assert await row(page, "eve").get_by_role("button", name="Remove admin eve").is_visible()
         assert (await model(hub, "eve"))["admin"] is True
 
+        # blocking: the badge, and a start that is refused says why (not as a failure)
+        await page.get_by_role("button", name="Block cy").click()
+        await row(page, "cy").locator(".badge.blocked").wait_for()
+        assert (await model(hub, "cy"))["blocked"] is True
+        await page.get_by_role("button", name="Start cy's server").click()
+        await status.filter(has_text="User cy is blocked").wait_for()
+        assert await status.inner_text() == "Could not start cy's server: User cy is blocked"
+        assert await row(page, "cy").locator(".failure").is_hidden()
+        await page.get_by_role("button", name="Unblock cy").click()
+        await row(page, "cy").locator(".badge.blocked").wait_for(state="hidden")
+
+        # select all, and shift-click for a run of rows
+        await page.get_by_label("Select all on this page").check()
+        assert await page.locator("#selected-count").inner_text() == "36 selected"
+        await page.get_by_label("Select all on this page").uncheck()
+        await page.get_by_label("Select student01", exact=True).check()
+        await page.get_by_label("Select student05", exact=True).click(modifiers=["Shift"])
+        assert await page.locator("#selected-count").inner_text() == "5 selected"
+        await page.get_by_label("Select all on this page").check()
+        await page.get_by_label("Select all on this page").uncheck()
+        assert await page.locator("#selected-count").inner_text() == "0 selected"
+
         # delete, after saying yes in a dialog
         await page.get_by_role("link", name="Delete bo").click()
         dialog = page.get_by_role("dialog")
@@ -209,6 +231,43 @@ async def test_an_admin_manages_users(hub_factory: HubFactory, shots: Path) -> N
         assert "Deleted bo." in await status.inner_text()
         assert await stayed_put(page)
         await page.screenshot(path=str(shots / "07-after-actions.png"), full_page=True)
+        assert not errors, errors
+
+
+async def test_search_as_you_type(hub_factory: HubFactory, shots: Path) -> None:
+    hub = await admin_hub(hub_factory, "ann", "anna", "bo")
+    await insert_users(hub, [{"name": f"student{i:02}"} for i in range(1, 31)])
+    async with browser_page() as page:
+        errors = watch_console(page)
+        await log_in(page, hub)
+        await mark(page)
+        search = page.get_by_label("Search by name")
+        await search.click()
+        await page.keyboard.type("ann", delay=50)
+        await page.wait_for_url("**/hub/admin?q=ann")
+        assert await names_shown(page) == ["ann", "anna"]
+        # the person goes on typing where they were; the new list is announced
+        assert await page.evaluate("document.activeElement.id") == "q"
+        assert await search.input_value() == "ann"
+        status = page.locator("#admin-status")
+        assert await status.inner_text() == (
+            "Users 1\u20132 of 2 matching \u201cann\u201d, sorted by name, A to Z."
+        )
+        await page.screenshot(path=str(shots / "typed-ann.png"))
+        # the new rows work as the first ones did
+        await page.get_by_role("button", name="Start anna's server").click()
+        await state(page, "anna").filter(has_text="Running").wait_for(timeout=20_000)
+        await page.get_by_label("Select ann", exact=True).check()
+        assert await page.locator("#selected-count").inner_text() == "1 selected"
+        # Enter searches at once; an empty search lists everyone again
+        await search.fill("bo")
+        await search.press("Enter")
+        await page.wait_for_url("**/hub/admin?q=bo")
+        assert await names_shown(page) == ["bo"]
+        await search.fill("")
+        await page.wait_for_url("**/hub/admin")
+        assert len(await names_shown(page)) == 34
+        assert await stayed_put(page)
         assert not errors, errors
 
 

@@ -17,7 +17,6 @@ from hub.pages import admin_user_actions
 from hub.pages.admin_panel import AdminPage
 from hub.pages.admin_users_view import (
     PER_PAGE,
-    SORTS,
     PageAbilities,
     load_users_page,
     parse_listing,
@@ -45,11 +44,9 @@ class AdminUsersPage(AdminPage):
             listing=listing,
             view=view,
             can=can,
-            me=req.name,
             admin_url=self.admin_url,
             back=self.request.uri or self.admin_url,
             per_page_choices=[n for n in PER_PAGE if n <= self.ctx.page_max_limit],
-            sorts=SORTS,
             named_servers=self.ctx.allow_named_servers,
             poll_seconds=POLL_SECONDS,
             seg=lambda name: quote(name, safe="@"),

@@ -279,6 +279,8 @@ def _row(
             failures.get((name, server_name), ""),
         )
         for server_name, server in sorted(servers.items())
+        # named servers left from when the hub allowed them cannot be started now
+        if ctx.allow_named_servers or not server_name
     ]
     if "" not in servers:  # the default server is always there to start
         views.insert(0, ServerView("", "stopped", ctx.user_url(name), failures.get((name, ""), "")))

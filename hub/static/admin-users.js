@@ -11,18 +11,16 @@
 "use strict";
 (function () {
   const root = document.getElementById("users-page");
-  const table = document.getElementById("users");
-  if (!root || !table || !window.atrium) return;
+  if (!root || !window.atrium) return;
   const { api, baseUrl, seg, announce } = window.atrium;
   const status = document.getElementById("admin-status");
-  const bulkForm = document.getElementById("bulk");
   const adminUrl = `${baseUrl}hub/admin`;
   const PAGINATION = "application/jupyterhub-pagination+json";
   const CONCURRENCY = 4; // API requests at once in a bulk action
   const POLL_MS = Math.max(2, Number(root.dataset.poll) || 5) * 1000;
   const FAST_POLL_MS = 1500; // while a server on the page is starting or stopping
   const LABELS = { ready: "Running", starting: "Starting", stopping: "Stopping", stopped: "Stopped" };
-  const busy = new WeakSet(); // forms whose request is under way
+  const busy = new WeakSet(); // forms and buttons whose request is under way
   const watched = new Map(); // "user/server" started or stopped here -> what was asked
 
   function say(text, isError) {
@@ -31,8 +29,9 @@
 
   // --- rows and their parts ---------------------------------------------------------
 
+  // (a search replaces the table: it is looked up afresh, never kept)
   function rows() {
-    return Array.from(table.tBodies[0].rows).filter((r) => r.dataset.user !== undefined);
+    return Array.from(root.querySelectorAll("#users tbody tr[data-user]"));
   }
 
   function rowOf(name) {
@@ -85,14 +84,17 @@
     return !!el && !el.closest("[hidden]") && el.getClientRects().length > 0;
   }
 
-  // keep the keyboard where it was when the control it was on goes away
+  // keep the keyboard in `container` when the control it was on goes away (a state
+  // badge holds it only until a control comes back)
   function keepFocus(container, had) {
+    if (!had) return;
     const active = document.activeElement;
-    // (a state badge holds the keyboard only until a control comes back)
-    if (!had || (visible(active) && !active.classList.contains("state"))) return;
+    const parked = !!active && active.classList.contains("state");
+    const lost = !active || active === document.body || !visible(active);
+    if (!lost && !parked) return;
     const next = Array.from(container.querySelectorAll("button, a[href], input, summary")).find(visible);
     if (next) next.focus();
-    else if (!active.classList.contains("state")) {
+    else if (!parked) {
       const badge = container.querySelector(".state");
       if (badge) {
         badge.tabIndex = -1;
@@ -126,13 +128,17 @@
     show(item, '[data-act="stop"]', state === "ready" || state === "starting");
     show(item, "a.open", state === "ready");
     if (state === "starting") setFailure(item, "");
-    else item.querySelector(".failure").hidden = state !== "stopped" || !item.querySelector(".failure-text").textContent;
+    else {
+      const failure = item.querySelector(".failure");
+      failure.hidden = state !== "stopped" || !failure.querySelector(".failure-text").textContent;
+    }
     keepFocus(item, had);
     return before;
   }
 
   function serverItem(row, server) {
-    return Array.from(row.querySelectorAll("ul.servers > li")).find((li) => li.dataset.server === server) || null;
+    const items = Array.from(row.querySelectorAll("ul.servers > li"));
+    return items.find((li) => li.dataset.server === server) || null;
   }
 
   // the spoken name of a server's buttons: " ann's server[ lab]"
@@ -151,10 +157,12 @@
     const label = item.querySelector(".server-name");
     label.textContent = "";
     label.append(bdi(server));
-    item.querySelectorAll('input[name="server"]').forEach((input) => {
-      input.value = server;
+    item.querySelectorAll('button[name="server"]').forEach((button) => {
+      button.value = server;
     });
-    item.querySelectorAll(".server-actions .vh").forEach((span) => fillWhose(span, row.dataset.user, server));
+    item.querySelectorAll(".server-actions .vh").forEach((span) => {
+      fillWhose(span, row.dataset.user, server);
+    });
     item.querySelectorAll("a.open").forEach((a) => {
       a.href = userUrl(row.dataset.user, server);
     });
@@ -187,8 +195,15 @@
     const when = Date.parse(iso);
     if (Number.isNaN(when)) return iso;
     const seconds = (Date.now() - when) / 1000;
-    if (seconds < 0) return seconds > -60 ? "just now" : `${iso.slice(0, 10)} ${iso.slice(11, 16)} UTC`;
-    const units = [[60, "", 1], [3600, "minute", 60], [86400, "hour", 3600], [86400 * 30, "day", 86400]];
+    if (seconds < 0) {
+      return seconds > -60 ? "just now" : `${iso.slice(0, 10)} ${iso.slice(11, 16)} UTC`;
+    }
+    const units = [
+      [60, "", 1],
+      [3600, "minute", 60],
+      [86400, "hour", 3600],
+      [86400 * 30, "day", 86400],
+    ];
     for (const [limit, unit, size] of units) {
       if (seconds < limit) {
         if (!unit) return "just now";
@@ -218,26 +233,27 @@
 
   // --- badges, groups, names --------------------------------------------------------
 
+  // (a row's buttons post the one form #row-action: each says where, and with what value)
   function setAdmin(row, admin) {
     row.querySelector(".badge.admin").hidden = !admin;
-    const form = row.querySelector('form[data-act="admin"]');
-    if (!form) return;
-    form.querySelector('input[name="admin"]').value = admin ? "0" : "1";
-    form.querySelector(".label").textContent = admin ? "Remove admin" : "Make admin";
+    const button = row.querySelector('button[data-act="admin"]');
+    if (!button) return;
+    button.value = admin ? "0" : "1";
+    button.querySelector(".label").textContent = admin ? "Remove admin" : "Make admin";
   }
 
   function setBlocked(row, blocked) {
     row.querySelector(".badge.blocked").hidden = !blocked;
-    const form = row.querySelector('form[data-act="block"]');
-    if (!form) return;
-    form.querySelector('input[name="blocked"]').value = blocked ? "0" : "1";
-    form.querySelector(".label").textContent = blocked ? "Unblock" : "Block";
+    const button = row.querySelector('button[data-act="block"]');
+    if (!button) return;
+    button.value = blocked ? "0" : "1";
+    button.querySelector(".label").textContent = blocked ? "Unblock" : "Block";
   }
 
   function setGroups(row, groups) {
     const cell = row.querySelector("td.groups");
-    const shown = Array.from(cell.querySelectorAll("bdi"), (b) => b.textContent);
-    if (shown.join("\n") === groups.join("\n")) return;
+    const current = Array.from(cell.querySelectorAll("bdi"), (b) => b.textContent);
+    if (current.join("\n") === groups.map(shown).join("\n")) return;
     cell.textContent = "";
     if (!groups.length) {
       const none = document.createElement("span");
@@ -261,6 +277,9 @@
     });
     row.querySelectorAll("form[data-act]").forEach((form) => {
       form.action = `${adminUrl}/users/${seg(name)}/${form.dataset.act}`;
+    });
+    row.querySelectorAll("button[data-act]").forEach((button) => {
+      button.formAction = `${adminUrl}/users/${seg(name)}/${button.dataset.act}`;
     });
     row.querySelectorAll('a[data-act="delete"]').forEach((a) => {
       const query = a.href.indexOf("?") >= 0 ? a.href.slice(a.href.indexOf("?")) : "";
@@ -327,7 +346,10 @@
     }
     if (asked && (state === "ready" || state === "stopped")) {
       watched.delete(key);
-      if (!(asked === "start" && state === "stopped")) finished.push(`${owner(row.dataset.user, item.dataset.server)} is ${LABELS[state].toLowerCase()}`);
+      // (a start that failed is announced with its reason, above)
+      if (!(asked === "start" && state === "stopped")) {
+        finished.push(`${owner(row.dataset.user, item.dataset.server)} is ${LABELS[state].toLowerCase()}`);
+      }
     }
   }
 
@@ -357,7 +379,7 @@
       el.setAttribute("aria-disabled", "true");
       el.tabIndex = -1;
     });
-    row.querySelectorAll("form, a[data-act]").forEach((el) => {
+    row.querySelectorAll("form, [data-act]").forEach((el) => {
       el.hidden = true;
     });
   }
@@ -390,6 +412,7 @@
   let timer = 0;
   let polling = false;
   let stopped = false;
+  let generation = 0; // which list the page shows: a search replaces it
 
   function schedule(ms) {
     clearTimeout(timer);
@@ -398,7 +421,8 @@
   }
 
   function changing() {
-    return !!table.querySelector('li[data-state="starting"], li[data-state="stopping"]') || watched.size > 0;
+    const moving = '#users li[data-state="starting"], #users li[data-state="stopping"]';
+    return !!root.querySelector(moving) || watched.size > 0;
   }
 
   async function poll() {
@@ -412,7 +436,9 @@
         limit: root.dataset.limit,
       });
       if (root.dataset.q) query.set("name_filter", root.dataset.q);
+      const shows = generation;
       const page = await api("GET", `/users?${query}`, undefined, { Accept: PAGINATION });
+      if (shows !== generation) return; // the list changed meanwhile: the next poll reads it
       const seen = new Set();
       let newcomers = 0;
       for (const model of page.items) {
@@ -441,8 +467,9 @@
       if (finished.length) say(`${finished.splice(0).join(". ")}.`);
     } catch (e) {
       if (e.status === 403 || e.status === 401) {
+        // logged out, or no longer allowed to list users
         stopped = true;
-        say("Your login has ended, so this page no longer updates. Reload it to log in again.", true);
+        say(`This page no longer updates (${e.message}). Reload it to go on.`, true);
       }
     } finally {
       polling = false;
@@ -460,7 +487,9 @@
   async function start(row, item) {
     const name = row.dataset.user;
     const server = item.dataset.server;
-    if (item.dataset.state !== "stopped") return { ok: true, text: `already ${LABELS[item.dataset.state].toLowerCase()}` };
+    if (item.dataset.state !== "stopped") {
+      return { ok: true, text: `already ${LABELS[item.dataset.state].toLowerCase()}` };
+    }
     watched.set(`${name}/${server}`, "start");
     setState(item, "starting");
     try {
@@ -469,7 +498,8 @@
     } catch (e) {
       watched.delete(`${name}/${server}`);
       setState(item, "stopped");
-      setFailure(item, e.message);
+      // a start that failed says why in the row; a refused one (blocked, a limit) does not
+      if (e.status >= 500) setFailure(item, e.message);
       return { ok: false, text: e.message };
     }
   }
@@ -535,9 +565,9 @@
     }
   }
 
-  async function toggleAdmin(row, form) {
+  async function toggleAdmin(row, button) {
     const name = row.dataset.user;
-    const admin = form.querySelector('input[name="admin"]').value === "1";
+    const admin = button.value === "1";
     try {
       const model = await api("PATCH", userPath(name), { admin });
       setAdmin(row, !!model.admin);
@@ -547,9 +577,9 @@
     }
   }
 
-  async function toggleBlock(row, form) {
+  async function toggleBlock(row, button) {
     const name = row.dataset.user;
-    const blocked = form.querySelector('input[name="blocked"]').value === "1";
+    const blocked = button.value === "1";
     try {
       const model = await api("PATCH", userPath(name), { blocked });
       setBlocked(row, !!model.blocked);
@@ -575,14 +605,21 @@
       const row = rowOf(name);
       if (!row) continue;
       const index = all.indexOf(row);
-      focusAfter = all.slice(index + 1).find((r) => !names.includes(r.dataset.user)) || all.slice(0, index).reverse().find((r) => !names.includes(r.dataset.user)) || null;
+      const staying = (r) => !names.includes(r.dataset.user);
+      focusAfter =
+        all.slice(index + 1).find(staying) || all.slice(0, index).reverse().find(staying) || null;
       row.remove();
     }
     const total = Number(document.getElementById("users-total")?.textContent.replace(/,/g, "") || 0);
     const last = document.getElementById("users-last");
     const gone = names.filter((n) => all.some((r) => r.dataset.user === n)).length;
-    if (total) setTotal(Math.max(0, total - gone));
-    if (last) last.textContent = (Number(last.textContent.replace(/,/g, "")) - gone).toLocaleString("en-US");
+    if (total) {
+      setTotal(Math.max(0, total - gone));
+      root.dataset.total = String(Math.max(0, total - gone)); // not a change made elsewhere
+    }
+    if (last) {
+      last.textContent = (Number(last.textContent.replace(/,/g, "")) - gone).toLocaleString("en-US");
+    }
     if (hadFocus || !document.activeElement || document.activeElement === document.body) {
       const target = focusAfter && focusAfter.querySelector("input, button, a[href], summary");
       if (target) target.focus();
@@ -636,8 +673,8 @@
     }
   }
 
-  async function rowAction(act, form, row) {
-    const item = form.closest("ul.servers > li");
+  async function rowAction(act, control, row) {
+    const item = control.closest("ul.servers > li");
     const name = row.dataset.user;
     if (act === "start" || act === "stop") {
       const server = item.dataset.server;
@@ -647,21 +684,18 @@
       else say(`Could not ${act} ${owner(name, server)}: ${outcome.text}`, true);
       schedule(300);
     } else if (act === "rename") {
-      await renameUser(row, form);
+      await renameUser(row, control);
     } else if (act === "admin") {
-      await toggleAdmin(row, form);
+      await toggleAdmin(row, control);
     } else if (act === "block") {
-      await toggleBlock(row, form);
+      await toggleBlock(row, control);
     }
   }
 
   // --- many users -------------------------------------------------------------------
 
-  const selectAll = document.getElementById("select-all");
-  const count = document.getElementById("selected-count");
-
   function boxes() {
-    return Array.from(table.querySelectorAll('input[name="user"]'));
+    return Array.from(root.querySelectorAll('#users input[name="user"]'));
   }
 
   function selected() {
@@ -669,7 +703,10 @@
   }
 
   function updateSelection() {
+    const selectAll = document.getElementById("select-all");
+    const count = document.getElementById("selected-count");
     if (!selectAll) return;
+    selectAll.closest(".select-all").hidden = false;
     const n = selected().length;
     const all = boxes().length;
     count.textContent = `${n} selected`;
@@ -677,33 +714,29 @@
     selectAll.indeterminate = n > 0 && n < all;
   }
 
-  if (selectAll) {
-    selectAll.closest(".select-all").hidden = false;
-    selectAll.addEventListener("change", () => {
-      boxes().forEach((b) => {
-        b.checked = selectAll.checked;
+  let lastTicked = null;
+  root.addEventListener("click", (event) => {
+    const box = event.target;
+    if (!(box instanceof HTMLInputElement) || box.name !== "user") return;
+    // shift-click ticks (or unticks) every box between this one and the last one clicked
+    if (event.shiftKey && lastTicked && lastTicked.isConnected) {
+      const all = boxes();
+      const [a, b] = [all.indexOf(lastTicked), all.indexOf(box)].sort((x, y) => x - y);
+      all.slice(a, b + 1).forEach((other) => {
+        other.checked = box.checked;
       });
-      updateSelection();
-    });
-    let last = null;
-    table.addEventListener("click", (event) => {
-      const box = event.target;
-      if (!(box instanceof HTMLInputElement) || box.name !== "user") return;
-      // shift-click ticks (or unticks) every box between this one and the last one clicked
-      if (event.shiftKey && last && last.isConnected) {
-        const all = boxes();
-        const [a, b] = [all.indexOf(last), all.indexOf(box)].sort((x, y) => x - y);
-        all.slice(a, b + 1).forEach((other) => {
-          other.checked = box.checked;
-        });
-      }
-      last = box;
-    });
-    table.addEventListener("change", (event) => {
-      if (event.target.name === "user") updateSelection();
-    });
-    updateSelection();
-  }
+    }
+    lastTicked = box;
+  });
+  root.addEventListener("change", (event) => {
+    if (event.target.id === "select-all") {
+      boxes().forEach((b) => {
+        b.checked = event.target.checked;
+      });
+    }
+    if (event.target.id === "select-all" || event.target.name === "user") updateSelection();
+  });
+  updateSelection();
 
   function report(outcomes, names, did, failed) {
     const list = document.getElementById("bulk-results");
@@ -717,7 +750,8 @@
     list.hidden = !outcomes.length;
     const bad = outcomes.filter((o) => !o.ok).length;
     const good = outcomes.length - bad;
-    say(`${did} ${good} of ${outcomes.length}.` + (bad ? ` ${bad} ${failed}: see the list below the buttons.` : ""), !!bad);
+    const more = bad ? ` ${bad} ${failed}: see the list below the buttons.` : "";
+    say(`${did} ${good} of ${outcomes.length}.${more}`, !!bad);
   }
 
   async function bulk(action) {
@@ -733,7 +767,8 @@
         if (!item) return { ok: false, text: "not on this page any more" };
         return action === "start" ? start(row, item) : stop(row, item);
       });
-      report(outcomes, names, action === "start" ? "Started servers for" : "Stopped servers for", `could not ${action}`);
+      const did = action === "start" ? "Started servers for" : "Stopped servers for";
+      report(outcomes, names, did, `could not ${action}`);
       schedule(300);
     } else if (action === "delete") {
       if (!(await confirmDelete(names))) return;
@@ -752,8 +787,9 @@
         names.forEach((name) => {
           const row = rowOf(name);
           if (!row) return;
+          // (the cell shows names as `shown` writes them, which it leaves as they are)
           const groups = Array.from(row.querySelectorAll("td.groups bdi"), (b) => b.textContent);
-          if (!groups.includes(group)) setGroups(row, [...groups, group].sort());
+          if (!groups.includes(shown(group))) setGroups(row, [...groups, shown(group)].sort());
         });
         const added = `added to ${shown(group)}`;
         report(names.map(() => ({ ok: true, text: added })), names, `Added to ${shown(group)}:`, "");
@@ -763,31 +799,121 @@
     }
   }
 
+  // --- search as you type ---------------------------------------------------------
+
+  // The same GET the search form makes; the answer's list takes the place of this one
+  // (everything in #users-page but what is being typed), and the address follows.
+  // The answer is the hub's own page, escaped as every page is; no script in it runs.
+  let searching = null; // the search under way, to abort when a newer one starts
+  let typing = 0;
+
+  function searchUrl(form) {
+    const query = new URLSearchParams(new FormData(form));
+    if (!query.get("q")) query.delete("q");
+    const text = query.toString();
+    return form.action + (text ? `?${text}` : "");
+  }
+
+  function adopt(fresh) {
+    const input = document.getElementById("q");
+    const typed = input.value;
+    const focused = document.activeElement === input;
+    const [from, to] = [input.selectionStart, input.selectionEnd];
+    root.textContent = "";
+    for (const child of Array.from(fresh.childNodes)) root.append(document.adoptNode(child));
+    for (const { name, value } of Array.from(fresh.attributes)) {
+      if (name.startsWith("data-")) root.setAttribute(name, value);
+    }
+    const replaced = document.getElementById("q");
+    replaced.value = typed; // as typed, spaces and all
+    if (focused) {
+      replaced.focus();
+      replaced.setSelectionRange(from, to);
+    }
+  }
+
+  async function search(url) {
+    if (searching) searching.abort();
+    const controller = new AbortController();
+    searching = controller;
+    let text;
+    try {
+      const response = await fetch(url, {
+        credentials: "same-origin",
+        headers: { Accept: "text/html" },
+        signal: controller.signal,
+      });
+      // a search the page refuses (400) or a login that ended: the page itself says so
+      if (!response.ok || response.redirected) {
+        window.location.assign(url);
+        return;
+      }
+      text = await response.text();
+    } catch (e) {
+      if (e.name !== "AbortError") window.location.assign(url);
+      return;
+    }
+    if (searching !== controller) return;
+    searching = null;
+    const fresh = new DOMParser().parseFromString(text, "text/html").getElementById("users-page");
+    if (!fresh) {
+      window.location.assign(url);
+      return;
+    }
+    generation++;
+    adopt(fresh);
+    history.replaceState(null, "", url);
+    lastTicked = null;
+    updateSelection();
+    listChanged("");
+    const caption = root.querySelector("#users caption");
+    if (caption) say(`${caption.textContent}.`);
+    schedule(POLL_MS);
+  }
+
+  root.addEventListener("input", (event) => {
+    if (event.target.id !== "q") return;
+    clearTimeout(typing);
+    const form = event.target.form;
+    typing = setTimeout(() => search(searchUrl(form)), 300);
+  });
+
   // --- wiring -----------------------------------------------------------------------
 
   document.addEventListener("submit", (event) => {
     const form = event.target;
     if (!(form instanceof HTMLFormElement) || form.method === "dialog") return;
     let job = null;
-    if (form === bulkForm) {
+    let key = form; // what is busy until the job ends
+    if (form.id === "row-action") {
+      const button = event.submitter;
+      const row = button && button.closest("tr[data-user]");
+      if (row && button.dataset.act) {
+        key = button;
+        job = () => rowAction(button.dataset.act, button, row);
+      }
+    } else if (form.id === "bulk") {
       const action = event.submitter && event.submitter.name === "action" ? event.submitter.value : "";
       if (action) job = () => bulk(action);
     } else if (form.dataset.act && form.closest("tr[data-user]")) {
       const row = form.closest("tr[data-user]");
       job = () => rowAction(form.dataset.act, form, row);
+    } else if (form.getAttribute("role") === "search") {
+      clearTimeout(typing);
+      job = () => search(searchUrl(form));
     }
     if (!job) return;
     event.preventDefault();
-    if (busy.has(form)) return;
-    busy.add(form);
-    form.setAttribute("aria-busy", "true");
+    if (busy.has(key)) return;
+    busy.add(key);
+    key.setAttribute("aria-busy", "true");
     job().finally(() => {
-      busy.delete(form);
-      form.removeAttribute("aria-busy");
+      busy.delete(key);
+      key.removeAttribute("aria-busy");
     });
   });
 
-  table.addEventListener("click", async (event) => {
+  root.addEventListener("click", async (event) => {
     const link = event.target instanceof Element ? event.target.closest('a[data-act="delete"]') : null;
     if (!link || !dialog || typeof dialog.showModal !== "function") return;
     event.preventDefault();
@@ -805,7 +931,7 @@
   });
 
   // Escape closes an open rename box and gives the keyboard back to its summary
-  table.addEventListener("keydown", (event) => {
+  root.addEventListener("keydown", (event) => {
     if (event.key !== "Escape") return;
     const details = event.target instanceof Element ? event.target.closest("details.rename[open]") : null;
     if (!details) return;
