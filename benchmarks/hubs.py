@@ -19,7 +19,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -214,15 +214,21 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes], log: Path, what: str) -
     )
 
 
-def start_atrium(procs: ProcessGroup, workdir: Path, extra_args: Sequence[str] = ()) -> RunningHub:
-    """Atrium on a fresh SQLite file; the admin's token from the password token request."""
+def start_atrium(
+    procs: ProcessGroup,
+    workdir: Path,
+    extra_args: Sequence[str] = (),
+    extra_env: Mapping[str, str] | None = None,
+) -> RunningHub:
+    """Atrium on a fresh SQLite file; the admin's token from the password token request.
+    `extra_env` is added to its environment (e.g. PYTHONPATH: run another source tree)."""
     atrium = Path(sys.executable).parent / "atrium"
     if not atrium.exists():
         raise BenchError(f"{atrium} not found: run this with Atrium's virtualenv python")
     workdir.mkdir()
     port = free_port()
     password = secrets.token_urlsafe(16)
-    env = {**os.environ, "ATRIUM_ADMIN_PASSWORD": password}
+    env = {**os.environ, **(extra_env or {}), "ATRIUM_ADMIN_PASSWORD": password}
     env.pop("ATRIUM_DB_URL", None)
     log = workdir / "atrium.log"
     cmd = [

@@ -92,7 +92,12 @@ def start_and_seed(
     done = phase("Starting the hubs on 127.0.0.1 (fresh SQLite)")
     started = []
     if args.only in (None, "atrium"):
-        started.append(hubsetup.start_atrium(procs, workdir))
+        source = None
+        if args.atrium_commit:
+            source = workdir / "atrium-source"
+            sha = hubsetup.export_atrium(args.atrium_commit, source)
+            print(f"  Atrium from commit {sha[:12]} (git archive into {source})", flush=True)
+        started.append(hubsetup.start_atrium(procs, workdir, source))
     if args.only in (None, "jupyterhub"):
         started.append(hubsetup.start_jupyterhub(procs, workdir, jupyterhub, chp))
     for h in started:
@@ -169,6 +174,14 @@ def run(args: argparse.Namespace, procs: ProcessGroup, workdir: Path) -> dict[st
         "loadavg_start": list(os.getloadavg()),
         "atrium_git": _git_state(),
     }
+    if args.atrium_commit:
+        # Atrium runs from that commit's files, not the working tree's
+        rev = args.atrium_commit
+        env["atrium_git"] = {
+            "measured_commit": hubs.tool_version(["git", "-C", str(hubs.REPO), "rev-parse", rev]),
+            "source": "git archive of that commit",
+            "working_tree": env["atrium_git"],
+        }
     plan = seed.plan(args.users)
     started, seeded = start_and_seed(args, procs, workdir, plan)
     measured = asyncio.run(browse_hubs(args, started, plan, workdir))
@@ -192,6 +205,7 @@ def run(args: argparse.Namespace, procs: ProcessGroup, workdir: Path) -> dict[st
         "config": {
             "runs": args.runs,
             "only": args.only,
+            "atrium_commit": args.atrium_commit,
             "idle_seconds": args.idle,
             "seed": plan.describe(),
             "search": f"user{args.users // 2 // 10:04d}",
@@ -226,6 +240,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--seed-jupyterhub-api",
         action="store_true",
         help="seed JupyterHub through its REST API like Atrium (minutes) instead of its ORM",
+    )
+    p.add_argument(
+        "--atrium-commit",
+        metavar="REV",
+        help="run Atrium from this commit (git archive into the temporary directory) "
+        "instead of the working tree, e.g. HEAD while others change the tree",
     )
     p.add_argument("--only", choices=["atrium", "jupyterhub"], help="measure one hub only")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 
 from hubs import BenchError
 from pages import AdminPage, Page
+from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 CHROMIUM = "/usr/bin/chromium"
 # the flags tests/browser.py launches Chromium with
@@ -312,25 +313,39 @@ async def launch(playwright: Any) -> Any:
     )
 
 
-async def login(browser: Any, base: str, spec: AdminPage, user: str, password: str) -> Any:
-    """Log in through the hub's login page; the context's cookies (Playwright storage state)."""
-    context = await browser.new_context(viewport=VIEWPORT)
-    try:
-        page = await context.new_page()
-        await page.goto(f"{base}/hub/login")
-        await page.fill(spec.user_field, user)
-        await page.fill(spec.password_field, password)
-        await page.click(spec.submit_button)
+LOGIN_ATTEMPTS = 3
+
+
+async def login(
+    browser: Any, base: str, spec: AdminPage, user: str, password: str
+) -> tuple[Any, list[str]]:
+    """Log in through the hub's login page, in a context of its own: the cookies
+    (Playwright storage state), and what each failed attempt answered (at most
+    LOGIN_ATTEMPTS; logging in is not measured)."""
+    failures: list[str] = []
+    for _ in range(LOGIN_ATTEMPTS):
+        context = await browser.new_context(viewport=VIEWPORT)
         try:
-            await page.wait_for_url(lambda url: "/hub/login" not in url, timeout=30_000)
-        except Exception as e:  # Playwright's TimeoutError
-            raise BenchError(f"{spec.hub}: logging in as {user} failed: {e}") from None
-        state = await context.storage_state()
-    finally:
-        await context.close()
-    if not state.get("cookies"):
-        raise BenchError(f"{spec.hub}: no cookie after logging in")
-    return state
+            page = await context.new_page()
+            await page.goto(f"{base}/hub/login")
+            await page.fill(spec.user_field, user)
+            await page.fill(spec.password_field, password)
+            async with page.expect_response(lambda r: r.request.method == "POST") as posted:
+                await page.click(spec.submit_button)
+            answer = await posted.value
+            try:
+                await page.wait_for_url(lambda url: "/hub/login" not in url, timeout=15_000)
+            except PlaywrightTimeout:
+                text = " ".join((await page.inner_text("main"))[:200].split())
+                failures.append(f"POST /hub/login answered {answer.status}: {text}")
+                continue
+            state = await context.storage_state()
+        finally:
+            await context.close()
+        if not state.get("cookies"):
+            raise BenchError(f"{spec.hub}: no cookie after logging in")
+        return state, failures
+    raise BenchError(f"{spec.hub}: logging in as {user} failed: {failures}")
 
 
 async def open_session(

@@ -4,7 +4,9 @@ who logs in with a password.
 
 - Atrium: `hubs.start_atrium` (its first admin `admin`, password from
   `ATRIUM_ADMIN_PASSWORD`, its own login page) with its helpers on free
-  loopback ports and stopped with it.
+  loopback ports and stopped with it; from the working tree, or from a commit
+  exported with `git archive` (`export_atrium`, for figures that belong to a
+  commit while the tree changes).
 - JupyterHub: `hubs.start_jupyterhub` (DummyAuthenticator with a password)
   plus `c.Authenticator.admin_users = {"admin"}`.
 
@@ -15,14 +17,20 @@ page), `../hubs.py` (scratch installs, processes).
 
 from __future__ import annotations
 
+import io
 import os
+import subprocess
+import sys
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import hubs
-from hubs import ProcessGroup, RunningHub
+from hubs import BenchError, ProcessGroup, RunningHub
 
 ADMIN = "admin"
+# what `export_atrium` takes from a commit: the packages the hub imports
+ATRIUM_PACKAGES = ("hub", "spawners", "singleuser", "migrations")
 
 ATRIUM_CONFIG = """\
 # Written by benchmarks/admin: the hub's helpers on free loopback ports, stopped with it.
@@ -58,12 +66,49 @@ class BrowserHub:
         return f"http://127.0.0.1:{self.hub.port}/hub/api"
 
 
-def start_atrium(procs: ProcessGroup, workdir: Path) -> BrowserHub:
+def export_atrium(rev: str, dest: Path) -> str:
+    """Atrium's packages as committed at `rev` (`git archive`, the working tree left
+    alone) into `dest`; the commit's full id."""
+    repo = str(hubs.REPO)
+    sha = hubs._run(["git", "-C", repo, "rev-parse", "--verify", f"{rev}^{{commit}}"])
+    cmd = ["git", "-C", repo, "archive", "--format=tar", sha, *ATRIUM_PACKAGES]
+    done = subprocess.run(cmd, capture_output=True, timeout=120, check=False)
+    if done.returncode != 0:
+        raise BenchError(f"git archive {sha} failed: {done.stderr.decode(errors='replace')}")
+    dest.mkdir(parents=True)
+    with tarfile.open(fileobj=io.BytesIO(done.stdout)) as tar:
+        tar.extractall(dest, filter="data")
+    # the export must win over the editable install of the working tree
+    where = _imported_from(dest)
+    if not Path(where).is_relative_to(dest):
+        raise BenchError(f"with PYTHONPATH={dest}, hub is imported from {where}")
+    return sha
+
+
+def _imported_from(source: Path) -> str:
+    """Where Python imports the hub package from with `source` on PYTHONPATH."""
+    code = "import hub; print(hub.__file__)"
+    env = {**os.environ, "PYTHONPATH": str(source)}
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=source.parent,  # as the hub runs: not in the repository
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return done.stdout.strip()
+
+
+def start_atrium(procs: ProcessGroup, workdir: Path, source: Path | None = None) -> BrowserHub:
+    """Atrium from the working tree, or from `source` (an `export_atrium` directory)."""
     config = workdir / "atrium_admin_config.py"
     config.write_text(
         ATRIUM_CONFIG.format(hub_port=hubs.free_port(), proxy_api_port=hubs.free_port())
     )
-    hub = hubs.start_atrium(procs, workdir / "atrium", [f"--config={config}"])
+    env = {"PYTHONPATH": str(source)} if source else None
+    hub = hubs.start_atrium(procs, workdir / "atrium", [f"--config={config}"], env)
     # with the built-in proxy, --port is the proxy's public port, in front of the API too
     return BrowserHub("atrium", "Atrium", hub, hub.port, workdir / "atrium")
 

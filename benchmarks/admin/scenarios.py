@@ -19,7 +19,7 @@ page cannot pass for the table. Neighbours: `browse.py`, `pages.py`, `bench.py`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ class Target:
     state: Any  # Playwright storage state after logging in
     names: list[str]  # every user, in name order
     page_size: int = 0  # rows on the first page, learned by warm_up
+    failed_logins: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -56,8 +57,10 @@ class Target:
 
 async def prepare(browser: Any, hub: BrowserHub, names: list[str]) -> Target:
     spec = PAGES[hub.name]
-    state = await browse.login(browser, hub.base, spec, ADMIN, hub.hub.password)
-    return Target(hub, spec, state, sorted([ADMIN, *names]))
+    state, failed_logins = await browse.login(browser, hub.base, spec, ADMIN, hub.hub.password)
+    for failure in failed_logins:
+        print(f"  ! {hub.label}: a login failed and was tried again: {failure}", flush=True)
+    return Target(hub, spec, state, sorted([ADMIN, *names]), failed_logins=failed_logins)
 
 
 def _full_page(t: Target) -> Goal:
@@ -98,7 +101,12 @@ async def warm_up(browser: Any, t: Target, screenshot: Path) -> dict[str, Any]:
                 f"{t.names[:5]}... (screenshot {screenshot})"
             )
         t.page_size = len(shown)
-        return {"rows": len(shown), "ms": seen["ms"], "console_errors": s.console_errors}
+        return {
+            "rows": len(shown),
+            "ms": seen["ms"],
+            "console_errors": s.console_errors,
+            "failed_logins": t.failed_logins,
+        }
     finally:
         await s.close()
 
