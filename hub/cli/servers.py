@@ -252,7 +252,10 @@ def _plan(
     if not args.user and verb == "start":
         blocked = [u for u in users if u.get("blocked")]
         done += [
-            Outcome(ServerId(str(u.get("name"))), True, "skipped", 0.0, "blocked") for u in blocked
+            Outcome(
+                ServerId(str(u.get("name")), args.server or ""), True, "skipped", 0.0, "blocked"
+            )
+            for u in blocked
         ]
         users = [u for u in users if not u.get("blocked")]
     jobs: list[tuple[ServerId, Callable[[], Outcome]]] = []
