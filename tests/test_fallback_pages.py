@@ -3,6 +3,7 @@ reach the hub (the proxy has no route for them), and unknown paths."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import orjson
@@ -22,6 +23,42 @@ async def test_the_base_url_leads_to_the_hub(hub_factory: HubFactory) -> None:
     r = await Browser(hub).request("GET", "/")
     assert r.code == 302
     assert r.headers["Location"] == "/hub/"
+
+
+async def test_the_icon(hub_factory: HubFactory) -> None:
+    hub = await hub_factory()
+    browser = Browser(hub)
+    r = await browser.request("GET", "/favicon.ico")
+    assert r.code == 301
+    assert r.headers["Location"] == "/hub/static/favicon.svg"
+    r = await browser.request("GET", "/hub/static/favicon.svg")
+    assert r.code == 200
+    assert r.headers["Content-Type"] == "image/svg+xml"
+    assert b"<svg" in r.body
+
+
+async def test_a_page_without_a_form_sets_no_xsrf_cookie(hub_factory: HubFactory) -> None:
+    """A browser's first visit: the login page's form and the XSRF cookie must stay a
+    pair even when another page (a 404 for an icon, say) loads at the same moment."""
+    hub = await hub_factory()
+    await hub.add_user("ann", password=PASSWORD)
+    first = Browser(hub)
+    login_page = (await first.request("GET", "/hub/login")).body.decode()
+    form_token = re.search(r'name="_xsrf" value="([^"]+)"', login_page)
+    assert form_token is not None
+    # the same browser's parallel request, sent before the cookie came back
+    other = Browser(hub)
+    for path in ["/hub/nowhere", "/elsewhere", "/user/ann/"]:
+        r = await other.request("GET", path, headers={"Accept": "text/html"})
+        assert "_xsrf" not in r.headers.get("Set-Cookie", ""), path
+    assert "_xsrf" not in other.cookies
+    # so the login that follows works
+    r = await first.request(
+        "POST",
+        "/hub/login",
+        {"username": "ann", "password": PASSWORD, "_xsrf": form_token.group(1)},
+    )
+    assert r.code == 302, r.body[:300]
 
 
 async def test_unknown_paths_get_a_404_page_and_api_paths_json(hub_factory: HubFactory) -> None:

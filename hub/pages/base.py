@@ -67,6 +67,20 @@ def login_cookie(handler: web.RequestHandler, max_age_days: float) -> tuple[str,
     return (cookie_id, session_id) if cookie_id and session_id else None
 
 
+class _LazyXsrf:
+    """The XSRF token, made (and its cookie set) only when a template prints it.
+
+    A page without a form, such as the 404 a browser gets for /favicon.ico while the
+    login page loads, must not set a fresh XSRF cookie: it would replace the one the
+    login form was made with, and that first login would fail."""
+
+    def __init__(self, handler: web.RequestHandler) -> None:
+        self._handler = handler
+
+    def __str__(self) -> str:
+        return self._handler.xsrf_token.decode()
+
+
 class PageHandler(web.RequestHandler):
     requester: Requester | None = None
     _script_nonce: str | None = None
@@ -153,7 +167,7 @@ class PageHandler(web.RequestHandler):
                 base_url=self.ctx.base_url,
                 user=req.name if req is not None else None,
                 can_admin=req is not None and req.has("admin-ui"),
-                xsrf=self.xsrf_token.decode(),
+                xsrf=_LazyXsrf(self),
                 brand=self.hub.branding,
                 **values,
             )

@@ -1,6 +1,6 @@
 """What the hub answers for addresses that are not its pages or API.
 
-- `/` (the base URL): on to `/hub/`.
+- `/` (the base URL): on to `/hub/`; `/favicon.ico`: the hub's icon.
 - `/user/<name>/...`: the proxy sent a user's server address to the hub because it
   has no route for it. A running server whose route went missing (a proxy that
   restarted) gets its route back and the browser goes round once more; otherwise the
@@ -30,6 +30,13 @@ RETRY_ARG = "_atrium_retry"
 class RootRedirect(PageHandler):
     async def get(self) -> None:
         self.redirect(f"{self.ctx.base_url}hub/")
+
+
+class FaviconRedirect(PageHandler):
+    """Browsers ask for /favicon.ico on their own; pages name the hub's icon anyway."""
+
+    async def get(self) -> None:
+        self.redirect(f"{self.ctx.base_url}hub/static/favicon.svg", permanent=True)
 
 
 class UserUrlHandler(NotRunningPage):
@@ -95,5 +102,6 @@ def routes(base_url: str) -> list[tuple[str, type[web.RequestHandler]]]:
     base = re.escape(base_url)
     return [
         (base, RootRedirect),
+        (base + r"favicon\.ico", FaviconRedirect),
         (base + r"user/([^/]+)(/.*)?", UserUrlHandler),
     ]
