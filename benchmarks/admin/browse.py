@@ -197,6 +197,20 @@ _FETCHES_JS = """() => performance.getEntriesByType("resource")
   .map((e) => [e.startTime, e.responseEnd])"""
 
 
+# the reporting document's own milestones (Navigation and Paint Timing), ms from its start
+_DOCUMENT_JS = """() => {
+  const n = performance.getEntriesByType("navigation")[0];
+  const paint = performance.getEntriesByName("first-contentful-paint")[0];
+  return n ? {
+    response_end: n.responseEnd, dom_interactive: n.domInteractive,
+    dom_content_loaded: n.domContentLoadedEventEnd, load_event: n.loadEventEnd,
+    first_contentful_paint: paint ? paint.startTime : null,
+    html_bytes: document.documentElement.outerHTML.length,
+    elements: document.getElementsByTagName("*").length,
+  } : null;
+}"""
+
+
 def extend_over_fetches(rel: float, fetches: list[list[float]]) -> float:
     """The first time at or after `rel` when no fetch started by then is still running."""
     t = rel
@@ -276,6 +290,10 @@ class Session:
         if start is None:
             raise BenchError(f"{self.spec.hub}: goal {goal['id']!r} saw no input event")
         usable_at = origin + usable_rel
+        document = None
+        if origin >= start - 1:  # a new document: its timings are this step's
+            timings = await self.page.evaluate(_DOCUMENT_JS)
+            document = {k: v if v is None else round(v, 1) for k, v in (timings or {}).items()}
         return {
             "ms": round(usable_at - start, 1),
             "criterion_ms": round(report.at - start, 1),
@@ -285,6 +303,7 @@ class Session:
             "first_row": report.first,
             "url": _path(report.url),
             "network_quiet": quiet,
+            "document": document,
             # requests that started from the start until the table was usable
             **tally(self.net.started(start - 1, usable_at), start),
         }

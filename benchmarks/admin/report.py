@@ -16,10 +16,13 @@ from typing import Any
 
 HUBS = ("atrium", "jupyterhub")
 
-# key, label, unit, step, field in that step's figures (bytes are shown in KB)
+# key, label, unit, step, field in that step's figures ("a.b": field b of field a;
+# bytes are shown in KB)
 ROWS: list[tuple[str, str, str, str, str]] = [
     ("cold_ms", "page load, cold cache: usable", "ms", "cold", "ms"),
     ("cold_criterion_ms", "  of which: criterion first held", "ms", "cold", "criterion_ms"),
+    ("cold_fcp", "  first contentful paint", "ms", "cold", "document.first_contentful_paint"),
+    ("cold_load_event", "  load event done", "ms", "cold", "document.load_event"),
     ("cold_requests", "  requests until usable", "count", "cold", "requests"),
     ("cold_kb", "  received until usable", "KB", "cold", "bytes"),
     ("idle_requests", "then 10 s idle: requests", "count", "idle", "requests"),
@@ -69,7 +72,9 @@ def _value(run: dict[str, Any], step: str, key: str) -> float | None:
     if step == "view":
         parts = [run.get("cold", {}).get(key), run.get("idle", {}).get(key)]
         return None if None in parts else float(sum(p for p in parts if p is not None))
-    value = run.get(step, {}).get(key)
+    value: Any = run.get(step, {})
+    for part in key.split("."):  # "document.load_event": a field of a field
+        value = value.get(part) if isinstance(value, dict) else None
     return None if value is None else float(value)
 
 
