@@ -460,9 +460,25 @@ async def test_a_view_costs_one_request_per_refresh(hub_factory: HubFactory) -> 
         # loading: the page and its two scripts; then one request per refresh, for the
         # same 50 users the page shows, never one per user
         pages = [u.split("/hub/", 1)[1] for u in requests if "/hub/" in u and "/hub/api/" not in u]
+        # (the hub's icon too, when the browser has not kept it: the browser's own affair)
+        pages = [p for p in pages if p != "static/favicon.svg"]
         assert pages == [
             "admin",
             "static/atrium.js",
             "static/admin-users.js",
         ]
         assert set(api_calls) == {"/users?include_stopped_servers=1&sort=name&offset=0&limit=50"}
+
+
+async def test_the_page_survives_requests_it_did_not_make(hub_factory: HubFactory) -> None:
+    """The page's forms and script keep working after the browser asked for something
+    else on the site (its icon, a page that is not there), which must not change the
+    XSRF cookie the page's token belongs to."""
+    hub = await admin_hub(hub_factory, "ann")
+    async with browser_page() as page:
+        await log_in(page, hub)
+        # what a browser does by itself, or a person in another tab (cookies are shared)
+        for path in ("favicon.ico", "no/such/page", "hub/no-such-page"):
+            await page.request.get(hub.url[: -len("hub/")] + path)
+        await page.get_by_role("button", name="Make admin ann").click()
+        await row(page, "ann").locator(".badge.admin").wait_for(timeout=5_000)
