@@ -330,6 +330,19 @@ async def test_search_sort_and_pages(hub_factory: HubFactory) -> None:
     assert 'data-q="student" data-sort="name" data-offset="25" data-limit="25"' in text
 
 
+async def test_pages_follow_the_hubs_page_limit(hub_factory: HubFactory) -> None:
+    hub = await admin_hub(hub_factory, api_page_max_limit=30)
+    await insert_users(hub, [{"name": f"student{i:02}"} for i in range(1, 31)])
+    browser = await logged_in(hub)
+    text = await get_page(browser)
+    assert len(row_names(text)) == 25  # the largest page size offered within the limit
+    assert '<option value="25" selected>25</option></select>' in text
+    assert 'data-limit="25"' in text
+    r = await browser.request("GET", "/hub/admin?per_page=50")
+    assert r.code == 400
+    assert "Rows per page can be 25." in r.body.decode()
+
+
 @pytest.mark.parametrize(
     ("query", "message"),
     [

@@ -16,10 +16,10 @@ from urllib.parse import quote
 from hub.pages import admin_user_actions
 from hub.pages.admin_panel import AdminPage
 from hub.pages.admin_users_view import (
-    PER_PAGE,
     PageAbilities,
     load_users_page,
     parse_listing,
+    per_page_choices,
     shown,
 )
 
@@ -46,7 +46,7 @@ class AdminUsersPage(AdminPage):
             can=can,
             admin_url=self.admin_url,
             back=self.request.uri or self.admin_url,
-            per_page_choices=[n for n in PER_PAGE if n <= self.ctx.page_max_limit],
+            per_page_choices=per_page_choices(self.ctx.page_max_limit),
             named_servers=self.ctx.allow_named_servers,
             poll_seconds=POLL_SECONDS,
             seg=lambda name: quote(name, safe="@"),

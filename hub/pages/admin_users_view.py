@@ -10,6 +10,7 @@ rows that say what the requester may do to each user.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,10 +106,15 @@ class Listing:
         return f"sorted by {SORTS[self.sort]}, {direction}"
 
 
-def parse_listing(get: Any, max_per_page: int) -> Listing:
+def per_page_choices(max_per_page: int) -> list[int]:
+    """The page sizes offered: those up to the hub's `page_max_limit`."""
+    return [n for n in PER_PAGE if n <= max_per_page] or [max_per_page]
+
+
+def parse_listing(get: Callable[[str, str], str | None], max_per_page: int) -> Listing:
     """The listing asked for by the query arguments (`get(name, default)`); BadRequest
     saying what is wrong for a value the page does not offer."""
-    q = get("q", "").strip()
+    q = (get("q", "") or "").strip()
     if len(q) > MAX_SEARCH:
         raise BadRequest(f"The search is too long (at most {MAX_SEARCH} characters).")
     sort = get("sort", "") or "name"
@@ -117,8 +123,8 @@ def parse_listing(get: Any, max_per_page: int) -> Listing:
     order = get("order", "") or FIRST_ORDER[sort]
     if order not in ORDERS:
         raise BadRequest("The order must be asc or desc.")
-    raw = get("per_page", "") or str(DEFAULT_PER_PAGE)
-    choices = [n for n in PER_PAGE if n <= max_per_page] or [max_per_page]
+    choices = per_page_choices(max_per_page)
+    raw = get("per_page", "") or str(min(DEFAULT_PER_PAGE, choices[-1]))
     if not raw.isascii() or not raw.isdigit() or int(raw) not in choices:
         raise BadRequest(f"Rows per page can be {', '.join(map(str, choices))}.")
     return Listing(q, sort, order, int(raw))
@@ -130,10 +136,6 @@ class ServerView:
     state: str  # ready | starting | stopping | stopped
     url: str
     failure: str
-
-    @property
-    def label(self) -> str:
-        return self.name or "Default server"
 
     @property
     def state_label(self) -> str:
