@@ -442,6 +442,7 @@ class Orchestrator:
             # stopping a server that is still starting cancels the start
             running.cancel()
             await asyncio.gather(running, return_exceptions=True)
+            await self.db.run(server_ops.record_stop, actor, ref)
             if remove:
                 await self.db.run(server_ops.remove_stopped, actor, ref)
             return "stopped"
@@ -449,7 +450,7 @@ class Orchestrator:
             if remove:
                 await self.db.run(server_ops.remove_stopped, actor, ref)
             return "stopped"
-        await self.db.run(server_ops.begin_stop, ref.id)
+        await self.db.run(server_ops.begin_stop, actor, ref)
         task = self._own(ref.id, self._stop(ref, remove))
         done, _ = await asyncio.wait({task}, timeout=self.timeouts.slow_stop)
         if done:

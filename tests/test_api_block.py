@@ -133,7 +133,7 @@ async def test_block_stops_servers_and_prevents_starts(hub_factory: HubFactory) 
     expect_error(await hub.api("POST", "/users/ann/server"), 400, "User ann is blocked")
     assert (await hub.api("GET", "/users/ann")).json()["servers"] == {}
     assert await audit_actions(hub, "ann") == ["user.create", "token.create", "server.start",
-                                               "user.block"]  # fmt: skip
+                                               "user.block", "server.stop"]  # fmt: skip
 
     assert (await block(hub, "ann", False)).status == 200
     assert (await hub.api("POST", "/users/ann/server")).status == 201

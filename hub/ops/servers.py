@@ -195,11 +195,17 @@ def mark_running(session: Session, server_id: int) -> None:
         server.pending_since = None
 
 
-def begin_stop(session: Session, server_id: int) -> None:
-    server = session.get(Server, server_id)
+def begin_stop(session: Session, actor: str, ref: ServerRef) -> None:
+    server = session.get(Server, ref.id)
     if server is not None:
         server.pending = "stop"
         server.pending_since = utcnow()
+        audit.record(session, actor, "server.stop", ref.log_name)
+
+
+def record_stop(session: Session, actor: str, ref: ServerRef) -> None:
+    """A start cancelled by a stop request: in the audit log as a stop."""
+    audit.record(session, actor, "server.stop", ref.log_name, cancelled_start=True)
 
 
 def remove_stopped(session: Session, actor: str, ref: ServerRef) -> None:
