@@ -19,6 +19,11 @@ _NAME_PUNCT = frozenset("._-@+")
 _SERVER_PUNCT = frozenset("._-")
 
 
+def _quoted(text: str) -> str:
+    """A name or character in quotes, so a space or a dot in it can be seen."""
+    return f"'{bounded(text, 40)}'"
+
+
 def _check(kind: str, value: object, punct: frozenset[str], limit: int) -> str:
     if not isinstance(value, str):
         raise BadRequest(f"{kind} must be a string")
@@ -30,7 +35,7 @@ def _check(kind: str, value: object, punct: frozenset[str], limit: int) -> str:
         raise BadRequest(f"invalid {kind}: {value!r}")
     first = value[0]
     if not (first.isalnum()):
-        raise BadRequest(f"invalid {kind} {bounded(value, 40)}: must start with a letter or digit")
+        raise BadRequest(f"invalid {kind} {_quoted(value)}: must start with a letter or digit")
     for ch in value:
         if ch in punct:
             continue
@@ -38,7 +43,7 @@ def _check(kind: str, value: object, punct: frozenset[str], limit: int) -> str:
         if category[0] in "LN" or (category[0] == "M" and ch != first):
             continue
         raise BadRequest(
-            f"invalid {kind} {bounded(value, 40)}: character {bounded(ch)} is not allowed "
+            f"invalid {kind} {_quoted(value)}: character {_quoted(ch)} is not allowed "
             f"(use letters, digits and {' '.join(sorted(punct))})"
         )
     return value

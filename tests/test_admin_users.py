@@ -630,9 +630,9 @@ async def test_add_users(hub_factory: HubFactory) -> None:
     assert kind == "error"
     assert text == "Added 2 users; 1 already existed; 3 lines not valid."
     assert items[:3] == [
-        "line 5: invalid username bad name: character   is not allowed (use letters, "
+        "line 5: invalid username 'bad name': character ' ' is not allowed (use letters, "
         "digits and + - . @ _)",
-        "line 7: invalid username <script>: must start with a letter or digit",
+        "line 7: invalid username '<script>': must start with a letter or digit",
         "line 8: username is too long (200 characters, at most 128)",
     ]
     assert items[3:] == ["ann: already existed", "zed: added", "yan: added"]

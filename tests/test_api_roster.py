@@ -228,11 +228,11 @@ async def test_row_errors_are_reported_and_the_rest_applied(hub: RunningHub) -> 
     assert result["summary"] == {"create": 2, "update": 0, "unchanged": 0, "error": 7}
     assert reports[2]["action"] == reports[9]["action"] == "create"
     expected = {
-        3: "invalid username a/b: character / is not allowed",
+        3: "invalid username 'a/b': character '/' is not allowed",
         4: "ann is already on line 2",
         5: "email 'not-an-email' must contain exactly one @",
         6: "email 'd@e@f' must contain exactly one @",
-        7: "invalid group name bad group: character",
+        7: "invalid group name 'bad group': character",
         8: "full name must not contain control characters",
         10: "username must not be empty",
     }

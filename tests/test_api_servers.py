@@ -217,11 +217,13 @@ async def test_failing_spawner(hub_factory: HubFactory, hub_logs: LogCapture) ->
         expect_error(await hub.api("POST", "/users/ann/server", options), 500, fragment)
         server = (await servers(hub, "ann", stopped=True))[""]
         assert (server["pending"], server["ready"], server["stopped"]) == (None, False, True)
+        assert fragment in server["failure"]  # what went wrong, until the next start
         assert all(not pid_alive(pid) for pid in started_pids[count:])
     assert fragment in hub_logs.text()
 
     # not stuck: the next start works
     assert (await hub.api("POST", "/users/ann/server")).status == 201
+    assert (await servers(hub, "ann"))[""]["failure"] is None
     assert (await hub.api("DELETE", "/users/ann/server")).status == 204
 
 

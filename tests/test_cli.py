@@ -199,10 +199,10 @@ async def test_add_some_existing_creates_the_rest(target: Target) -> None:
 @pytest.mark.parametrize(
     ("name", "message"),
     [
-        ("a/b", "invalid username a/b: character / is not allowed"),
-        ("<script>", "invalid username <script>: must start with a letter or digit"),
+        ("a/b", "invalid username 'a/b': character '/' is not allowed"),
+        ("<script>", "invalid username '<script>': must start with a letter or digit"),
         ("x" * 10_000, "username is too long (10000 characters, at most 128)"),
-        ("a\x1b[31mb", "invalid username a\\x1b[31mb: character \\x1b is not allowed"),
+        ("a\x1b[31mb", "invalid username 'a\\x1b[31mb': character '\\x1b' is not allowed"),
     ],
 )
 async def test_invalid_usernames_are_refused(target: Target, name: str, message: str) -> None:

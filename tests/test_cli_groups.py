@@ -85,7 +85,7 @@ async def test_create_list_show_change_delete(target: Target) -> None:
         (["group", "add", "lab", "ann", "ghost"], 1, "No such user(s): ghost"),
         (["group", "create", "lab"], 1, "Group lab already exists"),
         (["group", "create", "new", "ghost"], 1, "No such user(s): ghost"),
-        (["group", "create", "a/b"], 1, "invalid group name a/b: character / is not allowed"),
+        (["group", "create", "a/b"], 1, "invalid group name 'a/b': character '/' is not allowed"),
         (["group", "create", "<b>"], 1, "must start with a letter or digit"),
         (["group", "delete", "lab"], 2, "add --yes to confirm"),
         (["group", "add", "lab"], 2, "the following arguments are required: USER"),

@@ -91,7 +91,7 @@ async def test_errors_apply_nothing_unless_skipped(target: Target, tmp_path: Pat
     r = await target.run("user", "import", path)
     assert r.code == 1
     assert "error" in r.out
-    assert "invalid username b/c" in r.out
+    assert "invalid username 'b/c'" in r.out
     assert "2 rows have errors (lines 3, 4); fix them, or import the other rows" in r.error
     assert "ann" not in await state(target)
 

@@ -127,7 +127,7 @@ async def test_an_admin_manages_users(hub_factory: HubFactory, shots: Path) -> N
         alert = page.get_by_role("alert")
         await alert.wait_for()
         assert "Added 2 users; 1 already existed; 1 line not valid." in await alert.inner_text()
-        assert "line 3: invalid username bad name" in await alert.inner_text()
+        assert "line 3: invalid username 'bad name'" in await alert.inner_text()
         await page.screenshot(path=str(shots / "03-added.png"), full_page=True)
         assert (await model(hub, "eve"))["name"] == "eve"
 

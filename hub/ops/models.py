@@ -108,6 +108,9 @@ def server_model(
         "progress_url": ctx.progress_url(user_name, server.name),
         "full_url": None,
         "full_progress_url": None,
+        # Atrium's own: why its last start failed or it stopped unexpectedly (None after
+        # a clean stop), so pages and tools can say it without replaying the progress
+        "failure": getattr(server, "failure", None),
     }
     if (plan is not None and plan.all_server_state) or req.allows(
         "admin:server_state", server=f"{user_name}/{server.name}", user_groups=user_groups

@@ -362,7 +362,9 @@
       for (const [server, server_model] of Object.entries(model.servers)) {
         if (server && root.dataset.named !== "yes") continue;
         const item = serverItem(row, server) || addServerItem(row, server);
-        transition(row, item, stateOf(server_model));
+        const state = stateOf(server_model);
+        transition(row, item, state);
+        if (state === "stopped" && "failure" in server_model) setFailure(item, server_model.failure || "");
       }
       row.querySelectorAll("ul.servers > li").forEach((item) => {
         if (item.dataset.server in model.servers) return;
