@@ -543,22 +543,45 @@
     }
   }
 
+  // a row's rename box: opened and closed by its link (in place of following it)
+  function setRenameOpen(box, open) {
+    box.classList.toggle("open", open);
+    box.querySelector("a.rename-open").setAttribute("aria-expanded", open ? "true" : "false");
+    if (!open && location.hash === `#${box.id}`) {
+      history.replaceState(null, "", location.pathname + location.search);
+    }
+  }
+
+  function closeRename(form, focus) {
+    const box = form.closest("div.rename");
+    setRenameOpen(box, false);
+    if (focus) box.querySelector("a.rename-open").focus();
+  }
+
+  root.addEventListener("click", (event) => {
+    const link = event.target instanceof Element ? event.target.closest("a.rename-open") : null;
+    if (!link) return;
+    event.preventDefault();
+    const box = link.closest("div.rename");
+    const open = !box.classList.contains("open");
+    setRenameOpen(box, open);
+    if (open) box.querySelector('input[name="new_name"]').focus();
+  });
+
   async function renameUser(row, form) {
     const name = row.dataset.user;
     const input = form.querySelector('input[name="new_name"]');
     const wanted = input.value.trim();
     if (wanted === name) {
       fieldError(form, "");
-      form.closest("details").open = false;
+      closeRename(form, false);
       return;
     }
     try {
       const model = await api("PATCH", userPath(name), { name: wanted });
       fieldError(form, "");
       rename(row, model.name);
-      const details = form.closest("details");
-      details.open = false;
-      details.querySelector("summary").focus();
+      closeRename(form, true);
       say(`Renamed ${shown(name)} to ${shown(model.name)}.`);
     } catch (e) {
       fieldError(form, e.message);
@@ -932,13 +955,20 @@
     }
   });
 
-  // Escape closes an open rename box and gives the keyboard back to its summary
+  // Escape closes an open rename box and gives the keyboard back to its link; Space on
+  // the link (a button to the eye and ear) opens it, as Enter does
   root.addEventListener("keydown", (event) => {
+    const target = event.target instanceof Element ? event.target : null;
+    if (!target) return;
+    if (event.key === " " && target.matches("a.rename-open")) {
+      event.preventDefault();
+      target.click();
+      return;
+    }
     if (event.key !== "Escape") return;
-    const details = event.target instanceof Element ? event.target.closest("details.rename[open]") : null;
-    if (!details) return;
-    details.open = false;
-    details.querySelector("summary").focus();
+    const box = target.closest("div.rename.open, div.rename:target");
+    if (!box) return;
+    closeRename(box.querySelector("form"), true);
   });
 
   schedule(POLL_MS);
