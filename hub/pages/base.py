@@ -26,6 +26,7 @@ from hub.errors import AtriumError
 from hub.log import bounded
 from hub.ops.context import HubContext
 from hub.ops.identity import resolve_cookie
+from hub.pages.static import static_url
 from hub.rbac.access import Requester
 from hub.state import HubState
 
@@ -39,6 +40,7 @@ _env = Environment(
     autoescape=select_autoescape(["html"]),
     enable_async=False,
 )
+_env.globals["static_url"] = static_url
 # control characters, backslashes and whitespace have no place in a redirect target
 _UNSAFE = re.compile(r"[\x00-\x20\x7f\\]")
 
