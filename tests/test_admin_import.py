@@ -244,7 +244,10 @@ async def test_bad_rosters_change_nothing(hub_factory: HubFactory) -> None:
             [("roster_text", ROSTER), ("roster_file", ROSTER.encode(), "a.csv")],
             "Choose a file or paste the roster, not both.",
         ),
-        ([("roster_file", "ann,é\n".encode("latin-1"), "a.csv")], "Line 1 is not UTF-8 text"),
+        (
+            [("roster_file", "ann,é\n".encode("latin-1"), "a.csv")],
+            "line 1: the roster is not UTF-8 text",
+        ),
         ([("roster_file", b"PK\x03\x04\x14\x00binary", "a.xlsx")], "spreadsheet file"),
         ([("roster_text", "name,email\nann,a@b.c\n")], "line 1 must be a header row"),
         ([("roster_text", "full_name,email\nAnn,a@b.c\n")], "no username column"),

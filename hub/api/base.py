@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import orjson
 from tornado import web
 from tornado.http1connection import HTTP1Connection
+from tornado.httputil import HTTPServerRequest
 
 from hub.db.engine import Database
 from hub.errors import (
@@ -91,6 +92,26 @@ def keeps_permissions(method: Method) -> Method:
     return method
 
 
+def limit_streamed_body(request: HTTPServerRequest, limit: int) -> int | None:
+    """Prepare the connection for a streamed body of at most `limit` bytes.
+
+    Returns the declared size when it is over `limit` (the caller answers 413); the
+    connection then reads and drops the rest (up to DRAIN_FACTOR times the limit), so
+    the client sees that answer instead of a reset. A chunked body is counted as it
+    arrives, and the 413 comes when it is read."""
+    declared = request.headers.get("Content-Length", "")
+    size = int(declared) if declared.isascii() and declared.isdigit() else None
+    connection = request.connection
+    http1 = connection if isinstance(connection, HTTP1Connection) else None
+    if size is not None and size > limit:
+        if http1 is not None and size <= limit * DRAIN_FACTOR:
+            http1.set_max_body_size(size)
+        return size
+    if size is None and http1 is not None:
+        http1.set_max_body_size(limit * DRAIN_FACTOR)
+    return None
+
+
 @web.stream_request_body
 class APIHandler(web.RequestHandler):
     """Authenticates the request and speaks JSON.
@@ -137,17 +158,9 @@ class APIHandler(web.RequestHandler):
         self._started = time.perf_counter()
         self._body_chunks = []
         limit = self.hub.max_body_size
-        declared = self.request.headers.get("Content-Length", "")
-        size = int(declared) if declared.isascii() and declared.isdigit() else None
-        connection = self.request.connection
-        http1 = connection if isinstance(connection, HTTP1Connection) else None
-        if size is not None and size > limit:
-            if http1 is not None and size <= limit * DRAIN_FACTOR:
-                http1.set_max_body_size(size)
-            raise PayloadTooLarge(f"Request body too large ({size} bytes, at most {limit})")
-        if size is None and http1 is not None:
-            # chunked: data_received counts it, the 413 comes when it is read
-            http1.set_max_body_size(limit * DRAIN_FACTOR)
+        too_large = limit_streamed_body(self.request, limit)
+        if too_large is not None:
+            raise PayloadTooLarge(f"Request body too large ({too_large} bytes, at most {limit})")
         token = self.token_from_request()
         if token:
             cache = self.hub.requester_cache

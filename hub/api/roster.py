@@ -50,13 +50,7 @@ class RosterAPIHandler(APIHandler):
         charset = params.partition("charset=")[2].strip().strip('"').lower()
         if charset and charset not in {"utf-8", "utf8", "us-ascii"}:
             raise BadRequest(f"the roster must be UTF-8, not {bounded(charset, 30)}")
-        try:
-            return self.body.decode("utf-8")
-        except UnicodeDecodeError as e:
-            line = self.body.count(b"\n", 0, e.start) + 1
-            raise BadRequest(
-                f"line {line}: the roster is not UTF-8 text (save it as CSV UTF-8)"
-            ) from None
+        return roster_ops.decode_roster(self.body)
 
     @needs_scope("admin:users")
     async def post(self) -> None:

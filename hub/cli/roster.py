@@ -21,6 +21,7 @@ from hub.cli.backend import Model
 from hub.cli.errors import CLIError, UsageError
 from hub.cli.parsing import SubParsers
 from hub.cli.runtime import Runtime
+from hub.errors import BadRequest
 
 # far above any class roster; the hub refuses bodies over its own max_body_size
 MAX_ROSTER_BYTES = 32 * 1024 * 1024
@@ -60,13 +61,12 @@ def read_roster(path: str) -> str:
         raise UsageError(f"cannot read {path}: {e.strerror or e}") from None
     if len(data) > MAX_ROSTER_BYTES:
         raise CLIError(f"{path} is larger than {MAX_ROSTER_BYTES // (1024 * 1024)} MiB")
+    from hub.ops.roster import decode_roster
+
     try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        raise CLIError(
-            f"line {line}: the roster is not UTF-8 text (save it as CSV UTF-8)"
-        ) from None
+        return decode_roster(data)
+    except BadRequest as e:
+        raise CLIError(e.message) from None
 
 
 def _plural(count: int, word: str) -> str:

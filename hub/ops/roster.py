@@ -133,6 +133,22 @@ def _split_groups(cell: str) -> tuple[str, ...]:
     return tuple(seen)
 
 
+def decode_roster(data: bytes) -> str:
+    """A roster file's bytes as text (UTF-8); BadRequest says what the file is instead."""
+    if data.startswith(b"PK\x03\x04"):
+        raise BadRequest(
+            "this is a spreadsheet file (such as .xlsx), not CSV; "
+            'save it as "CSV UTF-8" and try again'
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise BadRequest(
+            f'line {line}: the roster is not UTF-8 text; save it as "CSV UTF-8" and try again'
+        ) from None
+
+
 def parse_roster(text: str) -> list[RosterRow]:
     """The data rows of a roster; BadRequest (naming the line) for structural problems."""
     if text.startswith("\ufeff"):

@@ -24,9 +24,8 @@ from typing import Any
 import orjson
 from sqlalchemy.orm import Session
 from tornado import httputil, web
-from tornado.http1connection import HTTP1Connection
 
-from hub.api.base import DRAIN_FACTOR
+from hub.api.base import limit_streamed_body
 from hub.errors import BadRequest, Conflict, Forbidden, PayloadTooLarge
 from hub.ops import roster as roster_ops
 from hub.ops.context import HubContext
@@ -76,23 +75,6 @@ def plan_hash(plan: dict[str, Any]) -> str:
     """What a preview showed, as a hash: every row's report and the groups to create."""
     shown = {"rows": plan["rows"], "groups": plan["groups_created"]}
     return hashlib.sha256(orjson.dumps(shown, option=orjson.OPT_SORT_KEYS)).hexdigest()
-
-
-def decode_roster(data: bytes) -> str:
-    """A roster file's bytes as text (UTF-8); BadRequest says what the file is instead."""
-    if data.startswith(b"PK\x03\x04"):
-        raise BadRequest(
-            "This is a spreadsheet file (such as .xlsx), not CSV. Save it as "
-            '"CSV UTF-8" and choose that file.'
-        )
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        raise BadRequest(
-            f"Line {line} is not UTF-8 text: this is not a CSV file, or one saved in another "
-            'encoding. Save it as "CSV UTF-8" and try again.'
-        ) from None
 
 
 def preview_roster(session: Session, ctx: HubContext, req: Requester, text: str) -> dict[str, Any]:
@@ -170,18 +152,9 @@ class ImportPage(AdminPage):
         if self.request.method != "POST":
             return
         self._require_importer()
-        limit = self.hub.max_body_size
-        declared = self.request.headers.get("Content-Length", "")
-        size = int(declared) if declared.isascii() and declared.isdigit() else None
-        connection = self.request.connection
-        http1 = connection if isinstance(connection, HTTP1Connection) else None
-        if size is not None and size > limit:
-            # read and drop the rest, so the browser shows this answer, not a reset
-            if http1 is not None and size <= limit * DRAIN_FACTOR:
-                http1.set_max_body_size(size)
-            self._too_large(size)
-        if size is None and http1 is not None:
-            http1.set_max_body_size(limit * DRAIN_FACTOR)
+        too_large = limit_streamed_body(self.request, self.hub.max_body_size)
+        if too_large is not None:
+            self._too_large(too_large)
 
     def data_received(self, chunk: bytes) -> None:
         self._size += len(chunk)
@@ -260,7 +233,9 @@ class ImportPage(AdminPage):
             raise BadRequest("Choose a file or paste the roster, not both.")
         if uploads:
             upload = uploads[0]
-            return Submitted(decode_roster(upload["body"]), "file", upload["filename"][:200])
+            return Submitted(
+                roster_ops.decode_roster(upload["body"]), "file", upload["filename"][:200]
+            )
         if not pasted.strip():
             raise BadRequest("Choose a CSV file or paste the roster first.")
         return Submitted(pasted, "text")
