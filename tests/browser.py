@@ -44,3 +44,17 @@ async def browser_page() -> AsyncIterator[Any]:
             yield await context.new_page()
         finally:
             await browser.close()
+
+
+def watch_console(page: Any) -> list[str]:
+    """Collects the page's script errors and anything its CSP blocked, as they come (an
+    HTTP error answer, which a page shows itself, is not one)."""
+    messages: list[str] = []
+    page.on("pageerror", lambda error: messages.append(str(error)))
+
+    def console(message: Any) -> None:
+        if message.type == "error" and not message.text.startswith("Failed to load resource"):
+            messages.append(message.text)
+
+    page.on("console", console)
+    return messages

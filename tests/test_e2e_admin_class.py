@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.a11y import assert_accessible
-from tests.browser import browser_page
+from tests.browser import browser_page, watch_console
 from tests.conftest import HubFactory, behind_atrium_proxy
 from tests.test_admin_groups import ADMIN_PASSWORD
 
@@ -36,19 +36,6 @@ STUDENTS = ["ann", "bo", "cy"]
 def db_url(sqlite_db_url: str) -> str:
     """SQLite only: the database backend does not matter here."""
     return sqlite_db_url
-
-
-def watch_console(page: Any) -> list[str]:
-    """Script errors, and anything the pages' CSP blocked."""
-    messages: list[str] = []
-    page.on("pageerror", lambda error: messages.append(str(error)))
-
-    def console(message: Any) -> None:
-        if message.type == "error" and not message.text.startswith("Failed to load resource"):
-            messages.append(message.text)
-
-    page.on("console", console)
-    return messages
 
 
 def state_of(page: Any, name: str, label: str) -> Any:

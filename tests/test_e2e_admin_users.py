@@ -19,7 +19,7 @@ import pytest
 
 from hub.pages.admin_users_view import shown as visible
 from tests.a11y import assert_accessible
-from tests.browser import browser_page
+from tests.browser import browser_page, watch_console
 from tests.conftest import HubFactory, RunningHub
 from tests.test_admin_users import (
     ADMIN_PASSWORD,
@@ -40,20 +40,6 @@ SLOW_START = "c.ProcessSpawner.start_delay = 1.0\n"
 def db_url(sqlite_db_url: str) -> str:
     """SQLite only: the database backend does not matter here."""
     return sqlite_db_url
-
-
-def watch_console(page: Any) -> list[str]:
-    """Script errors on the page, and anything its CSP blocked (an HTTP error answer,
-    which the page shows itself, is not one)."""
-    messages: list[str] = []
-    page.on("pageerror", lambda error: messages.append(str(error)))
-
-    def console(message: Any) -> None:
-        if message.type == "error" and not message.text.startswith("Failed to load resource"):
-            messages.append(message.text)
-
-    page.on("console", console)
-    return messages
 
 
 async def log_in(page: Any, hub: RunningHub, next_path: str = "/hub/admin") -> None:
@@ -434,7 +420,7 @@ async def test_hostile_names_stay_text(hub_factory: HubFactory, shots: Path) -> 
             "[document.querySelectorAll('img').length, document.scripts.length, "
             "document.querySelectorAll('b, i, em').length]"
         )
-        assert counts == [0, 2, 0]
+        assert counts == [0, 3, 0]  # no image, no markup; only the three scripts of the page
         assert alerts == []
         assert not errors, errors
     assert (await model(hub, HOSTILE[2]))["groups"] == [HOSTILE_GROUP]
@@ -458,7 +444,7 @@ async def test_a_view_costs_one_request_per_refresh(hub_factory: HubFactory) -> 
 
         await eventually(polled_twice, timeout=30)
         api_calls = [u.split("/hub/api", 1)[1] for u in requests if "/hub/api/" in u]
-        # loading: the page and its two scripts; then one request per refresh, for the
+        # loading: the page and its three scripts; then one request per refresh, for the
         # same 50 users the page shows, never one per user
         pages = [
             u.split("/hub/", 1)[1].split("?v=")[0]
@@ -470,6 +456,7 @@ async def test_a_view_costs_one_request_per_refresh(hub_factory: HubFactory) -> 
         assert pages == [
             "admin",
             "static/atrium.js",
+            "static/admin-users-rows.js",
             "static/admin-users.js",
         ]
         assert set(api_calls) == {"/users?include_stopped_servers=1&sort=name&offset=0&limit=50"}
