@@ -34,7 +34,8 @@ def print_welcome(url: str, admin: InitialAdmin) -> None:
     api = url + "api"
     lines += [
         f"  Log in:      {url}login",
-        "  Get an API token:",
+        f"  Admin panel: {url}admin    (users, groups, class rosters, audit log)",
+        f"  API token:   {url}token, or",
         f'    curl -X POST -d \'{{"auth": {{"username": "{admin.name}", '
         f'"password": "PASSWORD"}}}}\' {api}/users/{admin.name}/tokens',
         f"  Then: {hub_admin_command()} --url {url} --token TOKEN user list",
