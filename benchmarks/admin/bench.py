@@ -62,6 +62,7 @@ import browse
 import hubs
 import hubsetup
 import report
+import runinfo
 import scenarios
 import seed
 from api_bench import _git_state, _ignoring, _on_term, phase
@@ -170,7 +171,7 @@ async def browse_hubs(
 def run(args: argparse.Namespace, procs: ProcessGroup, workdir: Path) -> dict[str, Any]:
     # the code the hubs load now is what is measured, whatever changes in the tree later
     env: dict[str, Any] = {
-        "machine": report.machine(),
+        "machine": runinfo.machine(),
         "loadavg_start": list(os.getloadavg()),
         "atrium_git": _git_state(),
     }
@@ -196,7 +197,7 @@ def run(args: argparse.Namespace, procs: ProcessGroup, workdir: Path) -> dict[st
         "table is usable, requests and bytes per view, search, next page and sort; "
         "Atrium vs JupyterHub 6, on loopback, through each hub's proxy",
         "command": shlex.join([sys.executable, *sys.argv]),
-        "date": report.now(),
+        "date": runinfo.now(),
         "environment": env,
         "hubs": {
             h.name: {"label": h.label, "version": h.hub.version, "url": f"{h.base}/hub/admin"}
@@ -262,13 +263,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def write(results: dict[str, Any], output: Path) -> None:
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=1) + "\n")
-    tmp.replace(output)
-
-
 def print_summary(results: dict[str, Any], output: Path) -> None:
     env, h = results["environment"], results["hubs"]
     m = env["machine"]
@@ -325,7 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     results["wall_seconds"] = round(time.perf_counter() - started, 1)
     results["table"] = report.table_rows(results["runs"])
-    write(results, args.output)
+    runinfo.write_results(results, args.output)
     print_summary(results, args.output)
     return 0
 

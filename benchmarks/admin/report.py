@@ -6,12 +6,8 @@ Neighbours: `bench.py` (writes the results), `scenarios.py` (the steps).
 
 from __future__ import annotations
 
-import datetime
-import os
-import platform
 import statistics
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 HUBS = ("atrium", "jupyterhub")
@@ -41,31 +37,6 @@ ROWS: list[tuple[str, str, str, str, str]] = [
     ("sort_requests", "  requests", "count", "sort", "requests"),
     ("rows", "rows per page (default)", "rows", "cold", "rows"),
 ]
-
-
-def machine() -> dict[str, Any]:
-    model, mem_kib = "unknown", 0
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem_kib = int(line.split()[1])
-    except OSError:
-        pass
-    return {
-        "cpu_count": os.cpu_count(),
-        "cpu_model": model,
-        "mem_total_gib": round(mem_kib / 1024**2, 1),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-    }
-
-
-def now() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 def _value(run: dict[str, Any], step: str, key: str) -> float | None:

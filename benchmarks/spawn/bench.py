@@ -48,6 +48,7 @@ import hubs
 import hubsetup
 import proctree
 import report
+import runinfo
 import scenarios
 from api_bench import _git_state, _ignoring, _on_term, phase
 from hubapi import HubAPI
@@ -130,7 +131,7 @@ async def measure(args: argparse.Namespace, started: list[SpawnHub]) -> Context:
 def run(args: argparse.Namespace, procs: ProcessGroup, workdir: Path) -> dict[str, Any]:
     # the code the hubs load now is what is measured, whatever changes in the tree later
     env = {
-        "machine": report.machine(),
+        "machine": runinfo.machine(),
         "loadavg_start": list(os.getloadavg()),
         "atrium_git": _git_state(),
     }
@@ -144,7 +145,7 @@ def run(args: argparse.Namespace, procs: ProcessGroup, workdir: Path) -> dict[st
         "description": "Server spawn, first execution, bursts, idle memory and kernel round "
         "trips: Atrium vs JupyterHub 6, on loopback, through each hub's proxy",
         "command": shlex.join([sys.executable, *sys.argv]),
-        "date": report.now(),
+        "date": runinfo.now(),
         "environment": {**env, **versions(args, started)},
         "hubs": {h.name: hub_info(h) for h in started},
         "config": config(args),
@@ -248,13 +249,6 @@ def stray_processes(workdir: Path) -> list[str]:
     return described
 
 
-def write(results: dict[str, Any], output: Path) -> None:
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=1) + "\n")
-    tmp.replace(output)
-
-
 def print_summary(results: dict[str, Any], output: Path) -> None:
     env, h = results["environment"], results["hubs"]
     m = env["machine"]
@@ -314,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results["stray_processes"] = strays
     results["wall_seconds"] = round(time.perf_counter() - started, 1)
     results["table"] = report.table_rows(results["measurements"], args.burst)
-    write(results, args.output)
+    runinfo.write_results(results, args.output)
     print_summary(results, args.output)
     return 0
 

@@ -5,9 +5,6 @@ table, the machine description, and the medians over several runs' JSON files
 
 from __future__ import annotations
 
-import datetime
-import os
-import platform
 import re
 import statistics
 from collections.abc import Sequence
@@ -17,32 +14,6 @@ from typing import Any
 HUBS = ("atrium", "jupyterhub")
 # Atrium's goals from the issue: (row key, the largest value that meets it)
 GOALS = {"spawn_median": 0.5, "exec_median": 1.2, "rtt_pass_ratio": 1.5, "rtt_print_ratio": 1.5}
-
-
-def machine() -> dict[str, Any]:
-    model = "unknown"
-    mem_kib = 0
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem_kib = int(line.split()[1])
-    except OSError:
-        pass
-    return {
-        "cpu_count": os.cpu_count(),
-        "cpu_model": model,
-        "mem_total_gib": round(mem_kib / 1024**2, 1),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-    }
-
-
-def now() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 _VARYING = [
