@@ -29,6 +29,14 @@ from hub.pages import (
 from hub.state import HubState
 
 
+class Compression(web.GZipContentEncoding):
+    """gzip for pages and JSON, never for event streams: each event must reach the
+    browser as it is written, not wait in a compressor or a buffering proxy."""
+
+    def _compressible_type(self, ctype: str) -> bool:
+        return not ctype.startswith("text/event-stream") and super()._compressible_type(ctype)
+
+
 def make_app(state: HubState, base_url: str, cookie_secret: bytes) -> web.Application:
     prefix = re.escape(base_url + "hub")
     pages = [*error.routes, *login.routes, *spawn.routes, *static.routes]
@@ -50,7 +58,7 @@ def make_app(state: HubState, base_url: str, cookie_secret: bytes) -> web.Applic
         log_function=lambda handler: None,  # handlers log their own request line
         # pages are mostly markup (a 50-row admin page: 170 KB, 11 KB gzipped); XSRF tokens
         # in them are masked anew for each response, so compression reveals nothing
-        compress_response=True,
+        transforms=[Compression],
         serve_traceback=False,
     )
 

@@ -147,6 +147,10 @@ async def test_watchers_early_and_late_see_every_event(
     assert late.events[: len(first.events)] == first.events[: len(first.events)]
     assert hub.state.orchestrator.progress  # the start's log, while it runs
 
+    async def kept_alive() -> bool:
+        return first.comments > 0  # keepalive comments while nothing happens
+
+    await eventually(kept_alive)
     (gate / "go").touch()
     await asyncio.gather(first_done, second_done, late_done)
     for watcher in (first, second, late):

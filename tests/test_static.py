@@ -10,7 +10,7 @@ import pytest
 from tornado.httpclient import AsyncHTTPClient
 
 from tests.conftest import HubFactory
-from tests.test_pages import PASSWORD, Browser
+from tests.test_pages import PASSWORD, SPAWNER, Browser
 
 
 @pytest.fixture
@@ -54,3 +54,18 @@ async def test_pages_are_compressed_for_browsers_that_ask(hub_factory: HubFactor
     r = await AsyncHTTPClient().fetch(hub.url + "login", decompress_response=False)
     assert "Content-Encoding" not in r.headers
     assert b"<form" in r.body
+
+
+async def test_event_streams_are_never_compressed(hub_factory: HubFactory) -> None:
+    hub = await hub_factory(spawner_class=SPAWNER)
+    await hub.add_user("ann")
+    assert (await hub.api("POST", "/users/ann/server")).status == 201
+    r = await AsyncHTTPClient().fetch(
+        hub.url + "api/users/ann/server/progress",
+        headers={"Accept-Encoding": "gzip", "Authorization": f"token {hub.admin_token}"},
+        decompress_response=False,
+        raise_error=False,
+    )
+    assert r.headers["Content-Type"].startswith("text/event-stream"), r.code
+    assert "Content-Encoding" not in r.headers
+    assert r.body.startswith(b"data:") or r.body.startswith(b":"), r.body[:80]
