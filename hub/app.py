@@ -23,6 +23,7 @@ from traitlets import TraitError
 
 import hub
 from hub import bootstrap, secretfiles
+from hub.auth.registry import load_authenticators
 from hub.authcache import RequesterCache
 from hub.command import HubCommand
 from hub.db import migrate
@@ -57,14 +58,21 @@ class AtriumApp(HubCommand):
             Path(s.cookie_secret_file), Path(s.proxy_auth_token_file)
         )
         roles = RoleTable.from_config(s.load_roles)
+        auth = load_authenticators(
+            s.authenticator_specs(), self.config, s.ip, secrets.cookie_secret
+        )
+        auth.throttle = s.throttle_rules()
         db = Database(s.db_url, pool_size=s.db_pool_size)
         try:
             migrate.check_current(db.engine)
             with db.session() as session:
-                # the first admin exists before config roles may name it
-                admin = bootstrap.ensure_initial_admin(
-                    session, s.initial_admin_name, s.initial_admin_password
-                )
+                # the first admin exists before config roles may name it; it is a native
+                # account, made only when native accounts are a way in
+                admin = bootstrap.InitialAdmin(s.initial_admin_name, None, False)
+                if auth.first("NativeAuthenticator") is not None:
+                    admin = bootstrap.ensure_initial_admin(
+                        session, s.initial_admin_name, s.initial_admin_password
+                    )
                 bootstrap.sync_roles(session, s.load_roles)
         except BaseException:
             db.close()
@@ -92,6 +100,7 @@ class AtriumApp(HubCommand):
             requester_cache=RequesterCache(ttl=s.auth_cache_ttl),
             spawner_class=s.spawner_class,
             proxy=proxy,
+            auth=auth,
         )
         orchestrator.credentials_revoked = state.requester_cache.invalidate
         return state, make_app(state, s.base_url, secrets.cookie_secret), admin

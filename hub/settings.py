@@ -18,6 +18,7 @@ from traitlets import (
     List,
     TraitError,
     Unicode,
+    Union,
     validate,
 )
 from traitlets.config import Configurable
@@ -321,6 +322,62 @@ class Hub(Configurable):
     max_body_size = Integer(
         1024 * 1024, help="Largest request body the API accepts, in bytes."
     ).tag(config=True)
+    authenticator_class = Union(
+        [Unicode(), List(Unicode())],
+        default_value="native",
+        help="How people log in: 'native' (accounts in the hub's database, the default), "
+        "'pam' (the machine's Unix accounts), 'oidc' (any OpenID Connect provider: "
+        "Keycloak, Authentik...), 'github', 'gitlab', 'google', 'entra' (Microsoft Entra "
+        "ID), 'shared' (a workshop's shared password), 'dummy' (tests and demos only), or "
+        "an import path. A list offers several on one login page, e.g. ['oidc', 'native'] "
+        "for students with the university's login and guest instructors with hub "
+        "accounts. Each is configured as its class: c.GenericOIDCAuthenticator.client_id, "
+        "and c.Authenticator.* for what they share (allowed_users, admin_users...).",
+    ).tag(config=True)
+
+    @validate("authenticator_class")
+    def _authenticators(self, proposal: Any) -> Any:
+        value = proposal["value"]
+        specs = [value] if isinstance(value, str) else list(value)
+        if not specs or not all(isinstance(s, str) and s for s in specs):
+            raise TraitError("authenticator_class must name at least one authenticator")
+        return value
+
+    def authenticator_specs(self) -> list[str]:
+        value = self.authenticator_class
+        return [value] if isinstance(value, str) else list(value)
+
+    login_failures_free = Integer(
+        5,
+        help="Failed logins to one account (from browsers that never logged in to it) "
+        "before each further try must wait; the wait doubles with every failure, up to "
+        "c.Hub.login_delay_max. A browser that logged in to the account before counts "
+        "apart (with twice as many), so guessing at someone's account never locks them out.",
+    ).tag(config=True)
+    login_address_failures_free = Integer(
+        100,
+        help="Failed logins from one client address (IPv6: one /64) before it must wait. "
+        "High, because a whole class may share one address behind a NAT.",
+    ).tag(config=True)
+    login_delay_max = Float(
+        900.0, help="The longest wait, in seconds, after repeated failed logins."
+    ).tag(config=True)
+    login_failures_forget = Float(
+        3600.0,
+        help="Seconds after which failed logins are forgotten (counted from the last one).",
+    ).tag(config=True)
+
+    def throttle_rules(self) -> Any:
+        from hub.auth.throttle import ThrottleRules
+
+        return ThrottleRules(
+            account_free=self.login_failures_free,
+            device_free=self.login_failures_free * 2,
+            address_free=self.login_address_failures_free,
+            max_delay=self.login_delay_max,
+            forget_after=self.login_failures_forget,
+        )
+
     allow_password_token_requests = Bool(
         True,
         help="Allow POST /hub/api/users/NAME/tokens with {auth: {username, password}} for "
@@ -372,6 +429,8 @@ class Hub(Configurable):
         "api_page_default_limit",
         "api_page_max_limit",
         "max_body_size",
+        "login_failures_free",
+        "login_address_failures_free",
     )
     def _positive(self, proposal: Any) -> int:
         value = int(proposal["value"])
@@ -425,6 +484,8 @@ class Hub(Configurable):
         "cookie_max_age_days",
         "proxy_start_timeout",
         "proxy_api_timeout",
+        "login_delay_max",
+        "login_failures_forget",
     )
     def _positive_float(self, proposal: Any) -> float:
         value = float(proposal["value"])

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from hub.auth.registry import AuthSet
 from hub.authcache import RequesterCache
 from hub.branding import Branding
 from hub.db.engine import Database
@@ -37,3 +38,11 @@ class HubState:
     branding: Branding = field(default_factory=Branding)
     # /hub/ and a login without `next` lead to the server (True) or the home page
     redirect_to_server: bool = True
+    # the authenticators on the login page, auth-state encryption, login throttling
+    auth: AuthSet = field(default_factory=lambda: _default_auth())
+
+
+def _default_auth() -> AuthSet:
+    from hub.auth.native import NativeAuthenticator
+
+    return AuthSet([NativeAuthenticator()])

@@ -11,6 +11,7 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from hub import api
+from hub.auth import login as auth_login
 from hub.oauth import handlers as oauth_handlers
 from hub.pages import (
     admin_audit,
@@ -39,7 +40,8 @@ class Compression(web.GZipContentEncoding):
 
 def make_app(state: HubState, base_url: str, cookie_secret: bytes) -> web.Application:
     prefix = re.escape(base_url + "hub")
-    pages = [*error.routes, *login.routes, *spawn.routes, *static.routes]
+    pages = [*error.routes, *auth_login.routes, *login.routes, *spawn.routes, *static.routes]
+    pages += state.auth.routes()  # the authenticators' own: OAuth callbacks, sign-up
     pages += [*admin_groups.routes, *admin_import.routes, *admin_audit.routes]  # admin panel
     pages += admin_users.routes  # the admin panel's users page and its forms
     pages += [*home.routes, *token.routes, *logo.routes]  # a person's pages, the logo

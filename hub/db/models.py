@@ -18,6 +18,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Index,
+    Integer,
     LargeBinary,
     MetaData,
     String,
@@ -100,8 +101,17 @@ class User(Base):
     email: Mapped[str] = mapped_column(String(320), default="")
     # argon2id hash for native accounts; NULL when another authenticator owns the identity
     password_hash: Mapped[str | None] = mapped_column(String(255))
-    # encrypted with a key from the environment (see hub.auth, later)
+    # encrypted with a key from the environment (hub.auth.crypto)
     encrypted_auth_state: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # the authenticator (its id) that logs this user in; with several on one login page,
+    # another may not take the account over. NULL until the first login.
+    auth_provider: Mapped[str | None] = mapped_column(String(32))
+    # when the identity was last confirmed with the provider (a login or a refresh)
+    auth_refreshed: Mapped[datetime.datetime | None]
+    # native accounts' second factor: the TOTP secret, encrypted (hub.auth.crypto), and
+    # the last time step used, so a code works once
+    totp_secret: Mapped[bytes | None] = mapped_column(LargeBinary)
+    totp_last_step: Mapped[int | None] = mapped_column(Integer)
     # random id in the hub cookie; rotating it logs the user out everywhere
     cookie_id: Mapped[str] = mapped_column(String(64), unique=True)
 
@@ -264,3 +274,33 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(64), index=True)
     target: Mapped[str] = mapped_column(String(NAME_LEN + 16), default="")
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class SignupRequest(Base):
+    """A native account someone asked for, waiting for an admin's approval; approving it
+    makes the user (with this password hash), rejecting it deletes it."""
+
+    __tablename__ = "signup_requests"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_LEN), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    full_name: Mapped[str] = mapped_column(Text, default="")
+    email: Mapped[str] = mapped_column(String(320), default="")
+    created: Mapped[datetime.datetime] = mapped_column(default=utcnow, index=True)
+    # the client address it came from (bounded), shown to the approving admin
+    address: Mapped[str] = mapped_column(String(64), default="")
+
+
+class LoginThrottle(Base):
+    """Failed logins counted per key: an account (for clients it does not know), a client
+    address, or an account on one known device (hub.auth.throttle). Kept in the database
+    so a restart does not reset an attacker's count."""
+
+    __tablename__ = "login_throttle"
+
+    key: Mapped[str] = mapped_column(String(320), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure: Mapped[datetime.datetime] = mapped_column(index=True)
+    blocked_until: Mapped[datetime.datetime | None]

@@ -1,13 +1,12 @@
-"""`/hub/login`, `/hub/logout` and `/hub/`: native accounts (the hub's own passwords).
+"""`/hub/logout` and `/hub/`, and where a login leads (`LandingPage`); the login page
+itself is `hub.auth.login`.
 
-A successful login sets the login cookie and goes to `next` when it is a path
-on this site, else where `/hub/` leads: with `c.Hub.redirect_to_server` (the
-default), straight to the person's running server, or to the page that starts
-it in one click; otherwise to their home page. A failed login shows the same
-message whether the account is unknown or the password wrong (and takes the
-same time: see `hub.ops.passwords`). Logging out clears the cookie and revokes
-every token issued through that login, so the servers opened with it (their
-OAuth cookies) lose access too.
+A successful login goes to `next` when it is a path on this site, else where
+`/hub/` leads: with `c.Hub.redirect_to_server` (the default), straight to the
+person's running server, or to the page that starts it in one click; otherwise
+to their home page. Logging out clears the cookie and revokes every token
+issued through that login, so the servers opened with it (their OAuth cookies)
+lose access too.
 """
 
 from __future__ import annotations
@@ -18,12 +17,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub.db.models import User
-from hub.errors import BadRequest
-from hub.names import normalize_username
 from hub.ops import credentials
 from hub.ops import servers as server_ops
-from hub.ops.passwords import check_password
-from hub.pages.base import PageHandler, log, safe_next
+from hub.pages.base import PageHandler, log
 
 MAX_FIELD = 1024
 
@@ -41,51 +37,6 @@ class LandingPage(PageHandler):
         if ref is not None and ref.started and not ref.pending:
             return self.hub.orchestrator.landing_url(ref)
         return f"{self.ctx.base_url}hub/spawn/{quote(name, safe='@')}"
-
-
-class LoginHandler(LandingPage):
-    def _next(self) -> str:
-        return self.get_query_argument("next", "")[:2000]
-
-    async def get(self) -> None:
-        if self.requester is not None:
-            default = await self.landing(self.requester.name)
-            self.redirect(safe_next(self._next(), self.ctx.base_url, default))
-            return
-        self.page(
-            "login.html",
-            title="Log in",
-            next=self._next(),
-            username="",
-            error="",
-            logged_out=self.get_query_argument("logged_out", "") == "1",
-        )
-
-    async def post(self) -> None:
-        raw_name = self.get_body_argument("username", "")[:MAX_FIELD]
-        password = self.get_body_argument("password", "")[:MAX_FIELD]
-        try:
-            name = normalize_username(raw_name)
-        except BadRequest:
-            name = ""
-        if name and password and await check_password(self.db, name, password):
-            cookie_id = await self.db.run(_cookie_id, name)
-            if cookie_id is not None:
-                self.set_login_cookie(cookie_id)
-                log.info("%s logged in", name)
-                default = await self.landing(name)
-                self.redirect(safe_next(self._next(), self.ctx.base_url, default))
-                return
-        log.info("Failed login for %r", raw_name[:60])
-        self.page(
-            "login.html",
-            403,
-            title="Log in",
-            next=self._next(),
-            username=raw_name[:200],
-            error="The username or password is not right.",
-            logged_out=False,
-        )
 
 
 class LogoutHandler(PageHandler):
@@ -116,4 +67,4 @@ class HubRootHandler(LandingPage):
             self.redirect(await self.landing(self.requester.name))
 
 
-routes = [(r"/?", HubRootHandler), (r"/login", LoginHandler), (r"/logout", LogoutHandler)]
+routes = [(r"/?", HubRootHandler), (r"/logout", LogoutHandler)]
