@@ -23,6 +23,7 @@ from traitlets import TraitError
 
 import hub
 from hub import bootstrap, secretfiles
+from hub.auth.refresh import before_start_hook
 from hub.auth.registry import load_authenticators
 from hub.authcache import RequesterCache
 from hub.command import HubCommand
@@ -103,6 +104,7 @@ class AtriumApp(HubCommand):
             auth=auth,
         )
         orchestrator.credentials_revoked = state.requester_cache.invalidate
+        orchestrator.before_start = before_start_hook(state)
         return state, make_app(state, s.base_url, secrets.cookie_secret), admin
 
     def start(self) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 from traitlets import Unicode
 from traitlets.config import Application, Configurable
 
+from hub.auth.registry import authenticator_classes
 from hub.errors import ConfigError
 from hub.log import setup_logging
 from hub.settings import Hub
@@ -60,7 +61,7 @@ class HubCommand(Application):
         "atrium_config.py", help="The config file to load (Python, c.Hub.port = 8000 style)."
     ).tag(config=True)
     aliases = aliases
-    classes = [Hub, Spawner, LocalProcessSpawner]
+    classes = [Hub, Spawner, LocalProcessSpawner, *authenticator_classes()]
     raise_config_file_errors = True
 
     def _log_level_default(self) -> int:

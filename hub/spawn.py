@@ -26,7 +26,7 @@ import contextlib
 import logging
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -154,6 +154,9 @@ class Orchestrator:
         self.hub_url = ""
         # called when a server's credentials are revoked (the hub clears its token cache)
         self.credentials_revoked: Callable[[], None] = lambda: None
+        # run before each start, after the environment is made: the authenticator's
+        # refresh and pre-spawn hook (hub.auth.refresh); raising refuses the start
+        self.before_start: Callable[[ServerRef, Spawner], Awaitable[None]] | None = None
         self._work: dict[int, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         # the events of each start under way, by server id (see `watch`)
@@ -225,14 +228,20 @@ class Orchestrator:
         try:
             spawner = self._spawner_for(ref)
             token = await self.db.run(credentials.issue, self.ctx, ref.id)
+            spawner.env = server_env(
+                self.ctx, self.hub_url, ref.user_name, ref.name, token, spawner.default_url
+            )
+            if self.before_start is not None:
+                await self.before_start(ref, spawner)
         except Exception as e:
             self._spawning.discard(ref.id)
-            await self._mark_stopped(ref.id, ref.state, failure=str(e))
-            self._end_progress(ref.id, failed_event(str(e)))
-            raise
-        spawner.env = server_env(
-            self.ctx, self.hub_url, ref.user_name, ref.name, token, spawner.default_url
-        )
+            if not isinstance(e, AtriumError):
+                # a config hook's own error: its text may hold anything
+                log.error("Preparing the start of %s failed", ref.log_name, exc_info=True)
+                e = SpawnFailed("The hub could not prepare the server's start")
+            await self._mark_stopped(ref.id, ref.state, failure=e.message)
+            self._end_progress(ref.id, failed_event(e.message))
+            raise e from None
         server_id = ref.id
 
         async def save_state(state: dict[str, Any]) -> None:

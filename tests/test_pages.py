@@ -76,13 +76,16 @@ class Browser:
             assert re.search(r'name="_xsrf" value="[^"]+"', page)
         return self.cookies["_xsrf"]
 
-    async def login(self, name: str, password: str = PASSWORD, next_url: str = "") -> HTTPResponse:
+    async def login(
+        self, name: str, password: str = PASSWORD, next_url: str = "", **fields: str
+    ) -> HTTPResponse:
+        """Post the login form; `fields` adds more (e.g. authenticator="shared")."""
         token = await self.xsrf()
         query = f"?next={next_url}" if next_url else ""
         return await self.request(
             "POST",
             f"/hub/login{query}",
-            {"username": name, "password": password, "_xsrf": token},
+            {"username": name, "password": password, "_xsrf": token, **fields},
         )
 
 

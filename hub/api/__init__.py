@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hub.api import audit, groups, proxy, root, roster, servers, tokens, users
+from hub.api import audit, groups, metrics, proxy, root, roster, servers, tokens, users
 from hub.api.base import API404
 
 
@@ -19,5 +19,6 @@ def all_routes() -> list[tuple[str, Any]]:
         *audit.routes,
         *servers.routes,
         *proxy.routes,
+        *metrics.routes,
         (r"/api/.*", API404),
     ]

@@ -49,6 +49,21 @@ def load_authenticator_class(spec: str) -> type[Authenticator]:
     return cls
 
 
+def authenticator_classes() -> list[type[Authenticator]]:
+    """The base class and every built-in authenticator, for config checks and
+    `atrium generate-config`."""
+    import importlib.util
+
+    def present(path: str) -> bool:
+        try:
+            return importlib.util.find_spec(path.rpartition(".")[0]) is not None
+        except ModuleNotFoundError:
+            return False
+
+    loaded = [load_authenticator_class(a) for a, path in ALIASES.items() if present(path)]
+    return [Authenticator, *loaded]
+
+
 @dataclass
 class AuthSet:
     authenticators: list[Authenticator]
@@ -80,6 +95,11 @@ class AuthSet:
             if only.kind == "redirect" and only.auto_login:
                 return only
         return None
+
+    @property
+    def refreshes(self) -> bool:
+        """Some authenticator refreshes identities on page visits."""
+        return any(a.can_refresh and a.auth_refresh_age > 0 for a in self.authenticators)
 
     def first(self, kind: str) -> Authenticator | None:
         return next((a for a in self.authenticators if type(a).__name__ == kind), None)

@@ -126,6 +126,13 @@ class PageHandler(web.RequestHandler):
         login = login_cookie(self, self.hub.cookie_max_age_days)
         if login is not None:
             self.requester = await self.db.run(resolve_cookie, self.ctx.roles, *login)
+        if self.requester is not None and self.hub.auth.refreshes:
+            from hub.auth.refresh import refresh_user
+
+            if not await refresh_user(self.hub, self.requester.name):
+                # the identity provider no longer vouches for them
+                self.requester = None
+                self.clear_login_cookie()
 
     # --- helpers -------------------------------------------------------------------
 
