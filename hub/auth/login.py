@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 
 from prometheus_client import Counter
 
@@ -128,10 +129,16 @@ class LoginPage(LandingPage):
         )
 
     async def complete_login(
-        self, auth: Authenticator, outcome: LoginOutcome, next_url: str, typed_name: str = ""
+        self,
+        auth: Authenticator,
+        outcome: LoginOutcome,
+        next_url: str,
+        typed_name: str = "",
+        on_success: Callable[[Accepted], Awaitable[None]] | None = None,
     ) -> Accepted | None:
         """Finish a login however `auth` answered: log the person in and redirect, or show
-        the login page (or the next step) with the reason. Returns the accepted user."""
+        the login page (or the next step) with the reason. Returns the accepted user;
+        `on_success` runs before the redirect is sent (it may still set cookies)."""
         if isinstance(outcome, NextStep):
             self.page(outcome.template, outcome.status, **dict(outcome.values))
             return None
@@ -159,6 +166,8 @@ class LoginPage(LandingPage):
         self.hub.requester_cache.invalidate()
         LOGINS.labels(auth.ident, "success").inc()
         self.set_login_cookie(result.cookie_id)
+        if on_success is not None:
+            await on_success(result)
         log.info(
             "%s logged in with %s%s",
             result.name,
@@ -216,11 +225,15 @@ class LoginHandler(LoginPage):
             # a step passed (the password); the next one is throttled on its own post
             await self.complete_login(auth, outcome, self.next_url(), typed)
             return
-        accepted = await self.complete_login(auth, outcome, self.next_url(), typed)
-        if accepted is not None:
+
+        async def succeeded(accepted: Accepted) -> None:
             await self.db.run(throttle.record_success, keys)
             self.remember_device(key_name, device)
-        elif outcome is None or (isinstance(outcome, Refused) and outcome.guess):
+
+        accepted = await self.complete_login(auth, outcome, self.next_url(), typed, succeeded)
+        if accepted is None and (
+            outcome is None or (isinstance(outcome, Refused) and outcome.guess)
+        ):
             # wrong credentials; a refusal after the right ones (not approved yet, not
             # allowed) is no guess
             await self.db.run(throttle.record_failure, self.auth.throttle, keys)
