@@ -131,11 +131,17 @@ class AtriumApp(HubCommand):
             state.db.close()
             raise
         if state.proxy is None:
-            server, port = listen(app, s.ip, s.port, s.max_body_size)
+            server, port = listen(app, s.ip, s.port, s.max_body_size, behind_proxy=False)
             state.orchestrator.hub_url = f"http://{connect_host(s.ip)}:{port}"
         else:
             # the proxy takes the public address; the hub listens behind it
-            server, hub_port = listen(app, s.hub_ip, s.hub_port, s.max_body_size)
+            server, hub_port = listen(
+                app,
+                s.hub_ip,
+                s.hub_port,
+                s.max_body_size,
+                trusted_downstream=s.trusted_downstream_ips,
+            )
             state.orchestrator.hub_url = f"http://{connect_host(s.hub_ip)}:{hub_port}"
             try:
                 await state.proxy.start(f"http://{connect_host(s.hub_ip)}:{hub_port}")

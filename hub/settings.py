@@ -347,6 +347,27 @@ class Hub(Configurable):
         value = self.authenticator_class
         return [value] if isinstance(value, str) else list(value)
 
+    trusted_downstream_ips = List(
+        Unicode(),
+        help="Addresses of load balancers or ingress controllers in front of the proxy, "
+        "whose X-Forwarded-For entries are skipped to find the client's own address (for "
+        "login throttling and logs), e.g. ['10.0.0.7']. Empty: the client is whoever "
+        "connected to the proxy.",
+    ).tag(config=True)
+
+    @validate("trusted_downstream_ips")
+    def _ip_list(self, proposal: Any) -> list[str]:
+        import ipaddress
+
+        for value in proposal["value"]:
+            try:
+                ipaddress.ip_address(value)
+            except ValueError:
+                raise TraitError(
+                    f"trusted_downstream_ips must hold IP addresses, not {value!r}"
+                ) from None
+        return list(proposal["value"])
+
     login_failures_free = Integer(
         5,
         help="Failed logins to one account (from browsers that never logged in to it) "

@@ -65,9 +65,28 @@ def make_app(state: HubState, base_url: str, cookie_secret: bytes) -> web.Applic
     )
 
 
-def listen(app: web.Application, ip: str, port: int, max_body_size: int) -> tuple[HTTPServer, int]:
-    """Start serving `app`; returns the server and the port (useful when `port` is 0)."""
-    server = HTTPServer(app, xheaders=True, max_body_size=max_body_size + 1024)
+def listen(
+    app: web.Application,
+    ip: str,
+    port: int,
+    max_body_size: int,
+    *,
+    behind_proxy: bool = True,
+    trusted_downstream: list[str] | None = None,
+) -> tuple[HTTPServer, int]:
+    """Start serving `app`; returns the server and the port (useful when `port` is 0).
+
+    Behind a proxy, the client's address is the last one the proxy added to
+    X-Forwarded-For (skipping `trusted_downstream` addresses: a load balancer or an
+    ingress in front of the proxy). Serving the public directly, the header is ignored:
+    a client could otherwise claim any address and dodge per-address login throttling.
+    """
+    server = HTTPServer(
+        app,
+        xheaders=behind_proxy,
+        trusted_downstream=trusted_downstream or None,
+        max_body_size=max_body_size + 1024,
+    )
     sockets = bind_sockets(port, ip)
     server.add_sockets(sockets)
     return server, int(sockets[0].getsockname()[1])

@@ -239,7 +239,15 @@ class HubFactory:
         (self.tmp_path / "hub_config.py").write_text(config)
         app.initialize(hub_argv(self.tmp_path, self.db_url, **flags))
         state, web_app, _admin = app.build()
-        server, port = listen(web_app, "127.0.0.1", 0, app.settings.max_body_size)
+        server, port = listen(
+            web_app,
+            "127.0.0.1",
+            0,
+            app.settings.max_body_size,
+            # tests stand in for the proxy (X-Forwarded-Proto, X-Forwarded-For)
+            behind_proxy=True,
+            trusted_downstream=app.settings.trusted_downstream_ips,
+        )
         self.started.append((server, state))
         state.orchestrator.hub_url = f"http://127.0.0.1:{port}"
         if state.proxy is not None:  # c.Hub.proxy set: start or adopt it, routes to this hub

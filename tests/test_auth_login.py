@@ -541,3 +541,41 @@ async def test_login_metrics(hub_factory: HubFactory) -> None:
     r = await metrics(await hub.token_for("ann", scopes=["self"]))
     assert r.code == 403
     assert b"read:metrics" in r.body
+
+
+async def test_the_client_address_is_the_one_the_proxy_saw(hub_factory: HubFactory) -> None:
+    """Per-address counts follow X-Forwarded-For as the proxy appends it, skipping the
+    configured load balancers; the hub serving the public directly ignores the header
+    (`hub.web.listen`)."""
+    hub = await hub_factory(login_address_failures_free=2, trusted_downstream_ips=["198.51.100.1"])
+
+    names = iter(range(100))
+
+    async def attempt(forwarded: str) -> int:
+        # a new name each time: only the address is counted across attempts
+        name = f"nobody{next(names)}"
+        browser = Browser(hub)
+        token = await browser.xsrf()
+        r = await browser.request(
+            "POST",
+            "/hub/login",
+            {"username": name, "password": "guess", "_xsrf": token},
+            headers={"X-Forwarded-For": forwarded},
+        )
+        return r.code
+
+    for _ in range(3):
+        assert await attempt("203.0.113.5, 198.51.100.1") == 403
+
+    def keys(session: Any) -> dict[str, int]:
+        return {r.key: r.failures for r in session.scalars(select(LoginThrottle))}
+
+    counted = await hub.db.run(keys)
+    assert counted["addr:203.0.113.5"] == 3
+    assert await attempt("203.0.113.5") == 429
+    assert await attempt("2001:db8:1:2::7") == 403
+    assert await attempt("2001:db8:1:2::8") == 403
+    assert await attempt("2001:db8:1:2::9") == 403
+    assert await attempt("2001:db8:1:2:ffff::1") == 429  # one /64
+    assert await attempt("2001:db8:1:3::1") == 403  # the next /64 is another client
+    assert "addr:2001:db8:1:2::/64" in await hub.db.run(keys)
