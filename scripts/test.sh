@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install what the tests need (PostgreSQL and Chromium from Debian's packages when missing,
-# configurable-http-proxy from npm into .scratch/chp, axe-core into tests/js, JupyterHub 6 into
-# .scratch/jupyterhub-venv, Atrium into /opt/atrium-test-sysusers for the system-users
-# tests, the Python test tools into .venv) and run everything:
+# configurable-http-proxy from npm into .scratch/chp, axe-core and oidc-provider into
+# tests/js, JupyterHub 6 into .scratch/jupyterhub-venv, Atrium into
+# /opt/atrium-test-sysusers for the system-users tests, the Python test tools into .venv)
+# and run everything:
 # ruff, mypy, pytest.
 # With CI=true a missing system part fails the run instead of being skipped.
 # Extra arguments go to pytest, e.g. scripts/test.sh -k users
@@ -47,10 +48,12 @@ if [ ! -x .scratch/chp/node_modules/.bin/configurable-http-proxy ]; then
     fi
 fi
 
-# axe-core (npm, pinned by tests/js/package-lock.json) for the browser tests' accessibility checks
-if [ ! -f tests/js/node_modules/axe-core/axe.min.js ]; then
+# axe-core (npm, pinned by tests/js/package-lock.json) for the browser tests' accessibility
+# checks, and oidc-provider, the OpenID Provider the OAuth login tests run
+if [ ! -f tests/js/node_modules/axe-core/axe.min.js ] \
+    || [ ! -f tests/js/node_modules/oidc-provider/package.json ]; then
     if command -v npm >/dev/null 2>&1; then
-        echo "Installing axe-core for the accessibility checks..."
+        echo "Installing axe-core and oidc-provider for the tests..."
         npm ci --silent --no-audit --no-fund --prefix tests/js
     else
         echo "warning: npm not found; the accessibility checks cannot run" >&2
