@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hub.api import audit, groups, metrics, proxy, root, roster, servers, tokens, users
+from hub.api import audit, groups, metrics, proxy, root, roster, servers, signups, tokens, users
 from hub.api.base import API404
 
 
@@ -13,6 +13,7 @@ def all_routes() -> list[tuple[str, Any]]:
     return [
         *root.routes,
         *users.routes,
+        *signups.routes,
         *tokens.routes,
         *groups.routes,
         *roster.routes,

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from hub import __version__
-from hub.cli import audit, completion, groups, servers, tokens, users
+from hub.cli import audit, completion, groups, servers, signups, tokens, users
 from hub.cli.errors import CLIError
 from hub.cli.output import PROG, Output
 from hub.cli.parsing import Parser, global_options
@@ -30,6 +30,7 @@ NOUNS: Sequence[Callable[..., None]] = (
     servers.register,
     tokens.register,
     audit.register,
+    signups.register,
     completion.register,
 )
 

@@ -11,6 +11,7 @@ from sqlalchemy import ColumnElement, and_, case, delete, exists, func, insert, 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from hub.auth.passwords import PasswordRules, check_new_password
 from hub.db.models import APIToken, Group, OAuthCode, Server, User
 from hub.errors import BadRequest, Conflict, Forbidden, NotFound
 from hub.log import bounded
@@ -225,8 +226,10 @@ def create_users(
     names: Sequence[object],
     admin: object = False,
     password: str | None = None,
+    password_rules: PasswordRules | None = None,
 ) -> list[dict[str, Any]]:
-    """Create users; all or nothing. Conflict if every one already exists."""
+    """Create users; all or nothing. Conflict if every one already exists. A `password`
+    must pass the native password rules (`hub.auth.passwords`) for every name."""
     is_admin = _check_admin_grant(req, admin)
     valid: list[str] = []
     seen: set[str] = set()
@@ -235,6 +238,9 @@ def create_users(
         if name not in seen:
             seen.add(name)
             valid.append(name)
+    if password:
+        for name in valid:
+            check_new_password(password, name, password_rules)
     existing = set(session.scalars(select(User.name).where(User.name.in_(valid))))
     to_create = [n for n in valid if n not in existing]
     if not to_create:
@@ -396,8 +402,12 @@ def delete_user(session: Session, req: Requester, name: str) -> None:
     audit.record(session, req.name, "user.delete", name)
 
 
-def set_password(session: Session, name: str, password: str) -> None:
+def set_password(
+    session: Session, name: str, password: str, rules: PasswordRules | None = None
+) -> None:
+    """Give `name` a new password that passes the native password rules."""
     user = _user_row(session, name)
+    check_new_password(password, user.name, rules)
     user.password_hash = hash_password(password)
 
 

@@ -143,6 +143,8 @@ class AdminPage(PageHandler):
     def admin_page(self, template: str, status: int = 200, **values: Any) -> None:
         """Render `template` (which extends admin_base.html) inside the admin frame."""
         values.setdefault("flash", self.take_flash())
+        # native accounts serve the Sign-ups page (hub.auth.native_admin)
+        values.setdefault("signups_tab", any(a.owns_passwords for a in self.hub.auth.forms))
         self.page(
             template,
             status,

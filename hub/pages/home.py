@@ -21,6 +21,7 @@ import datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from hub.auth.account import has_password as has_password_hash
 from hub.errors import AtriumError, BadRequest, Conflict
 from hub.names import validate_server_name
 from hub.ops import servers as server_ops
@@ -203,6 +204,10 @@ class HomeHandler(ServerPage):
             error_for == "rename" and error_server not in shown
         ):
             error_for = ""  # no form to show it beside: at the top of the page
+        # native accounts have their own pages (hub.auth.native_pages)
+        has_password = any(a.owns_passwords for a in self.hub.auth.forms) and await self.db.run(
+            has_password_hash, req.name
+        )
         self.page(
             "home.html",
             status,
@@ -222,6 +227,7 @@ class HomeHandler(ServerPage):
             typed=typed,
             typed_new=typed_new,
             nonce=self.script_nonce(),
+            has_password=has_password,
         )
 
 

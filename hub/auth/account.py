@@ -1,0 +1,83 @@
+"""A native user's own account, as units of work: which password hash a login checks,
+and changing the password (which ends the user's other logins).
+
+Changing a password gives the user a new cookie id, so every other browser's
+login cookie stops working, and revokes the tokens issued through their other
+login sessions (an open JupyterLab tab elsewhere loses access) and any OAuth
+codes not yet exchanged. The browser that made the change keeps its login
+session (the caller sets its cookie again with the new id) and its tokens.
+API tokens made on purpose (token page, API) stay.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, and_, delete, select
+from sqlalchemy.orm import Session
+
+from hub.auth.passwords import PasswordRules, check_new_password
+from hub.db.models import APIToken, OAuthCode, SignupRequest, User
+from hub.errors import BadRequest, NotFound
+from hub.log import bounded
+from hub.ops import audit
+from hub.ops.users import new_cookie_id
+
+
+@dataclass(frozen=True)
+class StoredPassword:
+    """The hash a password login checks, and whose it is."""
+
+    hash: str | None
+    # "user": an account; "pending": a sign-up waiting for approval; "": neither
+    kind: str
+
+
+def stored_password(session: Session, name: str) -> StoredPassword:
+    """The hash of an unblocked user's password, else of a waiting sign-up's."""
+    row = session.execute(select(User.password_hash, User.blocked).where(User.name == name)).first()
+    if row is not None:
+        hashed, blocked = row
+        return StoredPassword(None if blocked else hashed, "user" if hashed and not blocked else "")
+    pending = session.scalar(select(SignupRequest.password_hash).where(SignupRequest.name == name))
+    return StoredPassword(pending, "pending" if pending else "")
+
+
+def has_password(session: Session, name: str) -> bool:
+    return session.scalar(select(User.password_hash).where(User.name == name)) is not None
+
+
+def password_hash(session: Session, name: str) -> str | None:
+    return session.scalar(
+        select(User.password_hash).where(User.name == name, User.blocked.is_(False))
+    )
+
+
+def change_password(
+    session: Session,
+    name: str,
+    new_hash: str,
+    keep_session: str | None,
+) -> str:
+    """Store `new_hash` (already checked against the rules and hashed) as `name`'s
+    password and end their other logins; returns the new cookie id."""
+    user = session.scalar(select(User).where(User.name == name))
+    if user is None or user.password_hash is None:
+        raise NotFound(f"{bounded(name, 64)} has no password on this hub")
+    user.password_hash = new_hash
+    user.cookie_id = new_cookie_id()
+    other: ColumnElement[bool] = APIToken.session_id.is_not(None)
+    if keep_session:
+        other = and_(other, APIToken.session_id != keep_session)
+    session.execute(delete(APIToken).where(APIToken.user_id == user.id, other))
+    session.execute(delete(OAuthCode).where(OAuthCode.user_id == user.id))
+    audit.record(session, name, "user.password_change", name)
+    session.flush()
+    return user.cookie_id
+
+
+def check_change(password: str, again: str, name: str, rules: PasswordRules) -> None:
+    """The new password's two copies agree and it passes the rules; BadRequest if not."""
+    if password != again:
+        raise BadRequest("The two new passwords are not the same. Type the same one twice.")
+    check_new_password(password, name, rules)

@@ -1,0 +1,177 @@
+"""`hub-admin signup list|approve|reject` and `hub-admin totp reset`: native accounts.
+
+Sign-up requests (from `/hub/signup`, with `c.NativeAuthenticator.enable_signup`)
+wait for an admin: `approve` makes each named user with the password they
+chose, `reject` deletes the request. `totp reset` turns off a user's two-step
+login when they lost their authenticator app. Through a hub these call
+`/hub/api/signups` and `/hub/api/users/NAME/totp`; with `--db` they run the same
+units of work (`hub.auth.signups`, `hub.auth.totp`) on the database.
+
+`approve` and `reject` take several names; each is reported on its own line,
+and the command exits with status 1 if any of them failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+from hub.cli.backend import PAGE_SIZE, Model
+from hub.cli.errors import CLIError
+from hub.cli.output import when
+from hub.cli.parsing import SubParsers, nonempty
+from hub.cli.runtime import Runtime
+
+
+def register(commands: SubParsers, parents: list[argparse.ArgumentParser]) -> None:
+    noun = commands.add_parser(
+        "signup",
+        aliases=["signups"],
+        parents=parents,
+        help="list, approve and reject requests for native accounts",
+    )
+    verbs = noun.add_subparsers(dest="verb", metavar="SUBCOMMAND", required=True)
+    p = verbs.add_parser(
+        "list", parents=parents, help="list the sign-up requests waiting, oldest first"
+    )
+    p.set_defaults(run=list_signups)
+    p = verbs.add_parser(
+        "approve",
+        parents=parents,
+        help="approve requests: the users are made with the passwords they chose",
+    )
+    p.add_argument("names", nargs="+", type=nonempty, metavar="NAME")
+    p.set_defaults(run=decide, approve=True)
+    p = verbs.add_parser("reject", parents=parents, help="reject requests (they are deleted)")
+    p.add_argument("names", nargs="+", type=nonempty, metavar="NAME")
+    p.set_defaults(run=decide, approve=False)
+
+    noun = commands.add_parser(
+        "totp", parents=parents, help="reset a native user's two-step login (TOTP)"
+    )
+    verbs = noun.add_subparsers(dest="verb", metavar="SUBCOMMAND", required=True)
+    p = verbs.add_parser(
+        "reset",
+        parents=parents,
+        help="turn off a user's two-step login (a lost phone)",
+        description="Turn off NAME's two-step login: their password alone logs them in "
+        "until they turn it on again on their Two-step login page.",
+    )
+    p.add_argument("name", type=nonempty, metavar="NAME")
+    p.set_defaults(run=reset_totp)
+
+
+def _path(prefix: str, name: str) -> str:
+    return prefix + quote(name, safe="")
+
+
+def _offline(rt: Runtime, fn: Callable[..., Any], *args: Any) -> Any:
+    from hub.cli.offline import OfflineBackend
+
+    backend = rt.backend
+    assert isinstance(backend, OfflineBackend)
+    return backend._run(fn, backend.req, *args)
+
+
+def _rest(rt: Runtime, method: str, path: str) -> Any:
+    from hub.cli.rest import RestBackend
+
+    backend = rt.backend
+    assert isinstance(backend, RestBackend)
+    return backend.request(method, path)[1]
+
+
+def _all_requests(rt: Runtime) -> list[Model]:
+    if rt.offline:
+        from hub.auth.signups import list_requests
+
+        items: list[Model] = []
+        while True:
+            page, total = _offline(rt, list_requests, len(items), PAGE_SIZE)
+            items.extend(page)
+            if not page or len(items) >= total:
+                return items
+    items = []
+    while True:
+        page = _rest(rt, "GET", f"/signups?offset={len(items)}&limit={PAGE_SIZE}")
+        if not isinstance(page, list) or not all(isinstance(p, dict) for p in page):
+            raise CLIError("the hub answered with something other than a list of objects")
+        items.extend(page)
+        if not page:
+            return items
+
+
+def list_signups(args: argparse.Namespace, rt: Runtime) -> None:
+    items = _all_requests(rt)
+    if rt.out.json_mode:
+        rt.out.json(items)
+        return
+    if not items:
+        rt.out.note("No sign-up request is waiting.")
+        return
+    rt.out.table(
+        ["NAME", "FULL NAME", "EMAIL", "ASKED", "FROM"],
+        [
+            [
+                r.get("name", "?"),
+                r.get("full_name") or "-",
+                r.get("email") or "-",
+                when(r.get("created")),
+                r.get("address") or "-",
+            ]
+            for r in items
+        ],
+    )
+
+
+def _decide_one(rt: Runtime, name: str, approve: bool) -> None:
+    if rt.offline:
+        from hub.auth import signups
+
+        if approve:
+            _offline(rt, signups.approve, name, "native")
+        else:
+            _offline(rt, signups.reject, name)
+        return
+    _rest(rt, "POST" if approve else "DELETE", _path("/signups/", name))
+
+
+def decide(args: argparse.Namespace, rt: Runtime) -> None:
+    failed: list[str] = []
+    results: list[Model] = []
+    for name in args.names:
+        try:
+            _decide_one(rt, name, args.approve)
+        except CLIError as e:
+            if len(args.names) == 1:
+                raise
+            rt.out.error(f"{name}: {e.message}")
+            failed.append(name)
+            results.append({"name": name, "done": False, "error": e.message})
+            continue
+        results.append({"name": name, "done": True})
+        if not rt.out.json_mode:
+            verb = "Approved" if args.approve else "Rejected"
+            what = "the account is ready" if args.approve else "the request is deleted"
+            rt.out.line(f"{verb} {name}: {what}.")
+    if rt.out.json_mode:
+        rt.out.json(results)
+    if failed:
+        raise CLIError(
+            f"{len(failed)} of {len(args.names)} could not be decided: {', '.join(failed)}"
+        )
+
+
+def reset_totp(args: argparse.Namespace, rt: Runtime) -> None:
+    if rt.offline:
+        from hub.auth.totp import reset_by_admin
+
+        _offline(rt, reset_by_admin, args.name)
+    else:
+        _rest(rt, "DELETE", _path("/users/", args.name) + "/totp")
+    if rt.out.json_mode:
+        rt.out.json({"name": args.name, "totp": False})
+    else:
+        rt.out.line(f"Two-step login is off for {args.name}; their password alone logs them in.")
