@@ -245,6 +245,10 @@ class OAuthAuthenticator(Authenticator):
         req = handler.request
         return f"{req.protocol}://{req.host}{base_url}hub/oauth_callback"
 
+    def callback_issuer_ok(self, iss: str) -> bool:
+        """Whether a callback's `iss` parameter (RFC 9207) names this provider."""
+        return True
+
     # --- the flow ----------------------------------------------------------------------
 
     async def begin(self, redirect_uri: str, next_url: str) -> tuple[str, Pending]:
@@ -312,32 +316,37 @@ class OAuthAuthenticator(Authenticator):
         if answer.body is None or not isinstance(answer.body, dict):
             raise ProviderError(
                 bad_answer(self.provider_name),
-                f"token endpoint {where(url)} -> {answer.status}, no JSON object",
+                f"POST {where(url)} -> {answer.status}, no JSON object",
             )
         if answer.status >= 500:
             raise ProviderError(
-                bad_answer(self.provider_name), f"token endpoint {where(url)} -> {answer.status}"
+                bad_answer(self.provider_name), f"POST {where(url)} -> {answer.status}"
             )
         try:
             parsed = client.parse_request_body_response(answer.text.decode("utf-8", "replace"))
         except OAuth2Error as e:
+            if "error" not in answer.body:  # oauthlib's own complaint (no access_token)
+                raise ProviderError(
+                    bad_answer(self.provider_name),
+                    f"POST {where(url)} -> {answer.status}: {bounded(str(e.error), 60)}",
+                ) from None
             error = bounded(str(e.error), 60)
             status = 400 if e.error in REFUSED_GRANT else 502
             raise ProviderError(
                 f"{self.provider_name} did not accept this login ({error}). Please log in "
                 "again; if it keeps happening, tell the hub's administrators.",
-                f"token endpoint {where(url)} -> {answer.status}: {error}",
+                f"POST {where(url)} -> {answer.status}: {error}",
                 status,
             ) from None
         except (ValueError, TypeError, Warning) as e:
             raise ProviderError(
                 bad_answer(self.provider_name),
-                f"token endpoint {where(url)} -> {answer.status}: {type(e).__name__}",
+                f"POST {where(url)} -> {answer.status}: {type(e).__name__}",
             ) from None
         tokens = dict(parsed)
         if not isinstance(tokens.get("access_token"), str):
             raise ProviderError(
-                bad_answer(self.provider_name), f"token endpoint {where(url)}: no access_token"
+                bad_answer(self.provider_name), f"POST {where(url)}: no access_token"
             )
         return tokens
 

@@ -38,6 +38,14 @@ PROVIDER_ERRORS = {
 }
 
 
+def page_status(e: ProviderError) -> int:
+    """The login page's status for a failure: 502 when the provider failed, 403 when
+    what it sent was not believed, 400 when it refused the login."""
+    if e.status >= 500:
+        return 502
+    return 403 if e.status == 403 else 400
+
+
 class OAuthLoginHandler(LoginPage):
     """Start a login: remember it in a cookie, send the browser to the provider."""
 
@@ -51,7 +59,7 @@ class OAuthLoginHandler(LoginPage):
             url, pending = await auth.begin(auth.callback_url(self, base), self.next_url())
         except ProviderError as e:
             log.warning("Login with %s could not start: %s", auth.ident, e.log_message)
-            self.show_login(502 if e.status >= 500 else 400, e.message)
+            self.show_login(page_status(e), e.message)
             return
         self.set_signed_cookie(
             STATE_COOKIE,
@@ -123,6 +131,11 @@ class OAuthCallbackHandler(LoginPage):
         if not USED.use(pending.state, pending.created + auth.state_max_age + 60):
             self._refuse(400, START_AGAIN, "state already used", auth.ident)
             return
+        iss = self._arg("iss", 1000)
+        if iss and not auth.callback_issuer_ok(iss):
+            # RFC 9207: the answer comes from another provider than the one asked (mix-up)
+            self._refuse(400, START_AGAIN, "callback from another issuer", auth.ident)
+            return
         if error:
             self._provider_error(auth, error)
             return
@@ -134,7 +147,7 @@ class OAuthCallbackHandler(LoginPage):
         except ProviderError as e:
             LOGINS.labels(auth.ident, "failure").inc()
             log.warning("Login with %s failed: %s", auth.ident, e.log_message)
-            self.show_login(502 if e.status >= 500 else 400, e.message)
+            self.show_login(page_status(e), e.message)
             return
         await self.complete_login(auth, outcome, pending.next_url)
 

@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 from joserfc import jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import KeySet
+from joserfc.jwk import KeySet, OctKey
 
 from hub.auth.oauth.http import ProviderError, bad_answer, get_json
 
@@ -169,9 +169,11 @@ async def check_id_token(
     nonce: str | None,
     leeway: float,
     max_age: float,
+    client_secret: str = "",
 ) -> dict[str, Any]:
     """The ID token's claims, once signature and claims are checked; IdTokenError
-    otherwise (ProviderError when the keys cannot be fetched)."""
+    otherwise (ProviderError when the keys cannot be fetched). HS256/384/512, when
+    allowed, are keyed with the client secret (OpenID Connect Core 10.1)."""
     header = _header(token)
     alg = header.get("alg")
     if not isinstance(alg, str) or alg.lower() == "none" or alg not in algorithms:
@@ -179,7 +181,12 @@ async def check_id_token(
     kid = header.get("kid")
     if kid is not None and not isinstance(kid, str):
         raise IdTokenError("kid is not a string")
-    key = await keys.key_for(kid, alg)
+    if alg.startswith("HS"):
+        if len(client_secret) < 32:
+            raise IdTokenError("HMAC-signed, but the client secret is too short to trust it")
+        key: Any = OctKey.import_key(client_secret.encode())
+    else:
+        key = await keys.key_for(kid, alg)
     try:
         decoded = jwt.decode(token, key, algorithms=[alg])
     except (JoseError, ValueError, TypeError) as e:

@@ -148,6 +148,9 @@ class GenericOIDCAuthenticator(OAuthAuthenticator):
         """Issuers an ID token (and the discovery document) may name: exactly this one."""
         return {self.issuer_url()}
 
+    def callback_issuer_ok(self, iss: str) -> bool:
+        return iss in self.accepted_issuers()
+
     def discovery_url(self) -> str:
         return self.issuer_url().rstrip("/") + "/.well-known/openid-configuration"
 
@@ -242,6 +245,7 @@ class GenericOIDCAuthenticator(OAuthAuthenticator):
             issuers=self.accepted_issuers(),
             client_id=self.client_id,
             nonce=nonce,
+            client_secret=self.secret(),
             leeway=self.clock_leeway,
             # a refreshed token may be reissued later; only its exp matters then
             max_age=self.id_token_max_age if nonce is not None else 10 * 365 * 86400.0,
@@ -288,7 +292,11 @@ class GenericOIDCAuthenticator(OAuthAuthenticator):
             id_claims, merged = await self.claims(tokens, nonce, previous)
         except IdTokenError as e:
             raise ProviderError(
-                bad_answer(self.provider_label), f"{self.ident}: ID token refused: {e}"
+                f"The hub could not verify who {self.provider_label} says you are, so you "
+                "are not logged in. Please log in again; if it keeps happening, tell the "
+                "hub's administrators.",
+                f"{self.ident}: ID token or userinfo refused: {e}",
+                403,
             ) from None
         return self.identity_from_claims(tokens, id_claims, merged)
 
