@@ -64,12 +64,12 @@ class SignupsAdminPage(AdminPage):
     async def post(self) -> None:
         req = self.require_admin()
         action = self.get_body_argument("action", "")
-        raw = self.text_argument("name", 300)
         back = self.list_url
         page = self.get_body_argument("page", "")
         if page.isascii() and page.isdigit() and int(page) > 1:
             back += "?" + urlencode({"page": page})
         try:
+            raw = self.text_argument("name", 300)
             if action not in ACTIONS:
                 raise BadRequest("Unknown action; use the buttons on this page.")
             if not raw:

@@ -147,7 +147,7 @@ def decide(args: argparse.Namespace, rt: Runtime) -> None:
         except CLIError as e:
             if len(args.names) == 1:
                 raise
-            rt.out.error(f"{name}: {e.message}")
+            rt.out.note(f"Could not {'approve' if args.approve else 'reject'} {name}: {e.message}")
             failed.append(name)
             results.append({"name": name, "done": False, "error": e.message})
             continue
