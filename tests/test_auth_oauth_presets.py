@@ -493,3 +493,97 @@ def test_every_setting_has_help() -> None:
             assert trait.help, f"{cls.__name__}.{name} has no help"
         assert cls.kind == "redirect"
         assert cls.default_id in ("oidc", "github", "gitlab", "google", "entra")
+
+
+# --- several providers, refresh --------------------------------------------------------
+
+
+async def test_several_oauth_providers_share_one_callback(
+    hub_factory: HubFactory, fake: FakeProvider
+) -> None:
+    hub = await hub_factory(
+        config=github(fake).replace("['github', 'native']", "['github', 'oidc', 'native']")
+        + client("GenericOIDCAuthenticator")
+        + f"c.GenericOIDCAuthenticator.issuer = {fake.url + '/oidc'!r}\n"
+        + "c.GenericOIDCAuthenticator.allow_all = True\n"
+    )
+    fake.users = {
+        "ann": {"name": "Ann"},
+        "bob": {"preferred_username": "bob", "email": "b@x.example", "email_verified": True},
+    }
+    login = await Visitor().fetch(hub.url + "login")
+    assert "Log in with GitHub" in login.text
+    assert "Log in with the identity provider" in login.text
+    fake.login_as = "ann"
+    visitor = Visitor()
+    assert logged_in(await log_in(visitor, hub, "github"), visitor)
+    fake.login_as = "bob"
+    visitor = Visitor()
+    assert logged_in(await log_in(visitor, hub, "oidc"), visitor)
+    assert (await user(hub, "ann") or {})["provider"] == "github"
+    assert (await user(hub, "bob") or {})["provider"] == "oidc"
+    # a login started with GitHub, then another with the other provider in the same
+    # browser: the first one's callback no longer matches this browser's pending login
+    visitor = Visitor()
+    fake.login_as = "ann"
+    first = await visitor.fetch(hub.url + "oauth_login/github")
+    first_back = await visitor.fetch(first.location)
+    second = await visitor.fetch(hub.url + "oauth_login/oidc")
+    assert second.status == 302
+    refused(await visitor.fetch(first_back.location), visitor, 400, "log in again")
+    # an account belongs to the provider that made it: bob cannot come in through GitHub
+    fake.users["bob"] = {"name": "Bob on GitHub"}
+    fake.login_as = "bob"
+    visitor = Visitor()
+    refused(await log_in(visitor, hub, "github"), visitor, 403, "logs in another way")
+
+
+async def test_refresh_on_page_visits(
+    hub_factory: HubFactory, fake: FakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ATRIUM_CRYPT_KEY", "c" * 64)
+    hub = await hub_factory(
+        config=github(
+            fake,
+            "c.GitHubAuthenticator.allow_all = False\n"
+            "c.GitHubAuthenticator.allowed_organizations = ['physics']\n"
+            "c.Authenticator.allow_existing_users = False\n"
+            # any visit after the login asks GitHub again
+            "c.Authenticator.auth_refresh_age = 0.001\n",
+        )
+    )
+    fake.users = {"ann": {"name": "Ann"}, "bob": {"name": "Bob"}, "cat": {"name": "Cat"}}
+    fake.memberships = {name: {"physics": "active"} for name in fake.users}
+    visitors = {}
+    for name in fake.users:
+        fake.login_as = name
+        visitors[name] = Visitor()
+        assert logged_in(await log_in(visitors[name], hub, "github"), visitors[name])
+        assert (await visitors[name].fetch(hub.url + "home")).status == 200
+    # Ann leaves the organization, Bob's token is revoked, GitHub's API fails for Cat
+    del fake.memberships["ann"]
+    for issued in (fake.access, fake.refresh):
+        for token, (login, _prefix) in list(issued.items()):
+            if login == "bob":
+                del issued[token]
+    assert (await visitors["ann"].fetch(hub.url + "home")).status == 302
+    assert (await visitors["bob"].fetch(hub.url + "home")).status == 302
+    fake.memberships["cat"] = {"physics": "weird"}
+    fake.users["cat"] = {"login": None}  # /user answers without a login: a bad answer
+    assert (await visitors["cat"].fetch(hub.url + "home")).status == 200
+
+
+async def test_a_discovery_document_for_another_issuer(
+    hub_factory: HubFactory, fake: FakeProvider, hub_logs: LogCapture
+) -> None:
+    """The issuer in the discovery document must be the configured one, exactly."""
+    hub = await hub_factory(
+        config="c.Hub.authenticator_class = ['oidc', 'native']\n"
+        + client("GenericOIDCAuthenticator")
+        + f"c.GenericOIDCAuthenticator.issuer = {fake.url + '/oidc/'!r}\n"
+    )
+    visitor = Visitor()
+    page = await visitor.fetch(hub.url + "oauth_login/oidc")
+    refused(page, visitor, 502, "answer it could not use")
+    assert visitor.cookie(STATE_COOKIE) is None
+    assert "is not" in hub_logs.text()
