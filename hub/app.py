@@ -13,6 +13,7 @@ are `hub.subcommands`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import signal
 import sys
@@ -79,6 +80,8 @@ class AtriumApp(HubCommand):
             db.close()
             raise
         ctx = s.hub_context(roles)
+        if any(a.manage_groups for a in auth.authenticators):
+            ctx = dataclasses.replace(ctx, groups_managed=True)
         proxy = proxy_from_settings(s, secrets.proxy_token, db, ctx)
         orchestrator = Orchestrator(
             db,

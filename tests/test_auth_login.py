@@ -579,3 +579,27 @@ async def test_the_client_address_is_the_one_the_proxy_saw(hub_factory: HubFacto
     assert await attempt("2001:db8:1:2:ffff::1") == 429  # one /64
     assert await attempt("2001:db8:1:3::1") == 403  # the next /64 is another client
     assert "addr:2001:db8:1:2::/64" in await hub.db.run(keys)
+
+
+async def test_managed_groups_are_not_edited_in_the_hub(
+    hub_factory: HubFactory, tmp_path: Path
+) -> None:
+    """With manage_groups, membership comes from the provider at each login: the API, the
+    admin pages and rosters refuse to change it (and change nothing)."""
+    config, _ = _scripted(tmp_path, "c.Authenticator.manage_groups = True\n", groups=["lab"])
+    hub = await hub_factory(config=config)
+    assert (await Browser(hub).login("ann", "letmein", authenticator="scripted")).code == 302
+    await hub.add_user("bo")
+    managed = "comes from the identity provider"
+    expect_error(await hub.api("PATCH", "/users/ann", {"groups": []}), 400, managed)
+    expect_error(await hub.api("POST", "/groups/lab/users", {"users": ["bo"]}), 400, managed)
+    expect_error(await hub.api("DELETE", "/groups/lab/users", {"users": ["ann"]}), 400, managed)
+    expect_error(await hub.api("POST", "/groups/new", {"users": ["bo"]}), 400, managed)
+    csv = b"username,groups\nbo,lab\n"
+    r = await hub.api("POST", "/roster", raw=csv, headers={"Content-Type": "text/csv"})
+    expect_error(r, 400, managed)
+    assert (await hub.api("GET", "/groups/lab")).json()["users"] == ["ann"]
+    assert (await hub.api("GET", "/groups/new")).status == 404
+    # what is not membership stays the hub's: making an empty group, renaming a user
+    assert (await hub.api("POST", "/groups/empty")).status == 201
+    assert (await hub.api("PATCH", "/users/bo", {"admin": True})).status == 200

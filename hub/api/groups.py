@@ -33,6 +33,7 @@ class GroupListAPIHandler(APIHandler):
         _reject_unknown(data, {"groups", "users", "properties"})
         created = await self.db.run(
             group_ops.create_groups,
+            self.ctx,
             self.req,
             data.get("groups"),
             data.get("users"),
@@ -52,6 +53,7 @@ class GroupAPIHandler(APIHandler):
         _reject_unknown(data, {"users", "properties"})
         created = await self.db.run(
             group_ops.create_groups,
+            self.ctx,
             self.req,
             [name],
             data.get("users"),
@@ -70,7 +72,9 @@ class GroupUsersAPIHandler(APIHandler):
     async def post(self, name: str) -> None:
         data = self.json_object()
         _reject_unknown(data, {"users"})
-        model = await self.db.run(group_ops.change_members, self.req, name, data.get("users"), True)
+        model = await self.db.run(
+            group_ops.change_members, self.ctx, self.req, name, data.get("users"), True
+        )
         self.write_json(model)
 
     @needs_scope("groups")
@@ -78,7 +82,7 @@ class GroupUsersAPIHandler(APIHandler):
         data = self.json_object()
         _reject_unknown(data, {"users"})
         model = await self.db.run(
-            group_ops.change_members, self.req, name, data.get("users"), False
+            group_ops.change_members, self.ctx, self.req, name, data.get("users"), False
         )
         self.write_json(model)
 

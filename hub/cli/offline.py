@@ -218,13 +218,13 @@ class OfflineBackend:
 
     def create_group(self, name: str, users: Sequence[str]) -> Model:
         members = list(users) if users else None
-        return self._run(group_ops.create_groups, self.req, [name], members)[0]
+        return self._run(group_ops.create_groups, self.ctx, self.req, [name], members)[0]
 
     def delete_group(self, name: str) -> None:
         self._run(group_ops.delete_group, self.req, name)
 
     def change_members(self, group: str, users: Sequence[str], add: bool) -> Model:
-        return self._run(group_ops.change_members, self.req, group, list(users), add)
+        return self._run(group_ops.change_members, self.ctx, self.req, group, list(users), add)
 
     # --- tokens ------------------------------------------------------------
 

@@ -17,6 +17,18 @@ class HubContext:
     token_expires_in_max: int = 0  # seconds; 0 = no limit
     allow_named_servers: bool = False
     named_server_limit_per_user: int = 0  # 0 = no limit
+    # group membership comes from the identity provider (c.Authenticator.manage_groups):
+    # the hub refuses to change it
+    groups_managed: bool = False
+
+    def check_membership_editable(self) -> None:
+        if self.groups_managed:
+            from hub.errors import BadRequest
+
+            raise BadRequest(
+                "Group membership comes from the identity provider here "
+                "(c.Authenticator.manage_groups): change it there"
+            )
 
     def user_url(self, name: str, server: str = "") -> str:
         url = f"{self.base_url}user/{quote(name, safe='@')}/"

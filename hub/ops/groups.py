@@ -14,6 +14,7 @@ from hub.errors import BadRequest, Conflict, Forbidden, NotFound
 from hub.log import bounded
 from hub.names import normalize_username, validate_group_name
 from hub.ops import audit
+from hub.ops.context import HubContext
 from hub.ops.models import GROUP_KEYS
 from hub.rbac.access import Requester
 
@@ -87,6 +88,7 @@ def get_group(session: Session, req: Requester, name: str) -> dict[str, Any]:
 
 def create_groups(
     session: Session,
+    ctx: HubContext,
     req: Requester,
     names: object,
     users: object = None,
@@ -100,6 +102,8 @@ def create_groups(
     existing = set(session.scalars(select(Group.name).where(Group.name.in_(valid))))
     if existing:
         raise Conflict(f"Group {sorted(existing)[0]} already exists")
+    if users:
+        ctx.check_membership_editable()
     members = _users(session, users) if users is not None else []
     props = _check_properties(properties) if properties is not None else {}
     groups = [Group(name=n, users=list(members), properties=dict(props)) for n in valid]
@@ -120,9 +124,10 @@ def delete_group(session: Session, req: Requester, name: str) -> None:
 
 
 def change_members(
-    session: Session, req: Requester, name: str, users: object, add: bool
+    session: Session, ctx: HubContext, req: Requester, name: str, users: object, add: bool
 ) -> dict[str, Any]:
     group = _find(session, req, name, ["groups"])
+    ctx.check_membership_editable()
     if users is None:
         raise BadRequest(f"Must specify users to {'add' if add else 'remove'}")
     changed = _users(session, users)

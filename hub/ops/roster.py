@@ -375,10 +375,17 @@ def _plan(session: Session, req: Requester, rows: Sequence[RosterRow]) -> _Plan:
     return plan
 
 
+def _check_groups_editable(ctx: HubContext, rows: Sequence[RosterRow]) -> None:
+    """A roster naming groups is refused when the identity provider manages them."""
+    if any(row.groups for row in rows):
+        ctx.check_membership_editable()
+
+
 def plan_roster(
     session: Session, ctx: HubContext, req: Requester, rows: Sequence[RosterRow]
 ) -> dict[str, Any]:
     """What importing `rows` would do, row by row; changes nothing."""
+    _check_groups_editable(ctx, rows)
     return _plan(session, req, rows).result(applied=False)
 
 
@@ -387,6 +394,7 @@ def apply_roster(
 ) -> dict[str, Any]:
     """Import `rows` in the caller's transaction (rows with errors are left out) and
     record one `roster.import` audit event per user changed."""
+    _check_groups_editable(ctx, rows)
     plan = _plan(session, req, rows)
     try:
         _execute(session, req, plan)

@@ -353,6 +353,7 @@ def update_user(
                 )
             changes["name"] = new_name
     if "groups" in patch:
+        ctx.check_membership_editable()
         wanted = patch["groups"]
         if not isinstance(wanted, list) or not all(isinstance(g, str) for g in wanted):
             raise BadRequest("groups must be a list of group names")

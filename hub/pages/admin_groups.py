@@ -26,6 +26,7 @@ from hub.db.models import Group, User, user_group_map
 from hub.errors import AtriumError, BadRequest, Forbidden
 from hub.names import validate_username
 from hub.ops import groups as group_ops
+from hub.ops.context import HubContext
 from hub.pages.admin_class import (
     GroupServersPage,
     count_states,
@@ -133,12 +134,13 @@ def split_names(text: str) -> list[str]:
 
 
 def add_members(
-    session: Session, req: Requester, group_name: str, names: list[str]
+    session: Session, ctx: HubContext, req: Requester, group_name: str, names: list[str]
 ) -> list[tuple[str, bool]]:
     """Add the users named to the group, in one change (one audit event); names that are
     not valid, not users, or already members are reported. Returns (report line, added)
     per name, in the order given; a name given twice (`Ann`, `ann`) counts once."""
     group = find_group(session, req, group_name)
+    ctx.check_membership_editable()
     checked: list[tuple[str, str, str]] = []  # (name as typed, username or "", problem)
     seen: set[str] = set()
     for raw in names:
@@ -165,7 +167,7 @@ def add_members(
             to_add.append(name)
             report.append((f"{name}: added", True))
     if to_add:
-        group_ops.change_members(session, req, group_name, to_add, True)
+        group_ops.change_members(session, ctx, req, group_name, to_add, True)
     return report
 
 
@@ -275,7 +277,7 @@ class GroupsPage(AdminPage):
         req = self.require_admin()
         name = self.text_argument("name", 300)
         try:
-            created = await self.db.run(group_ops.create_groups, req, [name])
+            created = await self.db.run(group_ops.create_groups, self.ctx, req, [name])
         except AtriumError as e:
             if e.status >= 500:
                 raise
@@ -374,7 +376,7 @@ class GroupPage(AdminPage):
                 req, name, 1, 400, names_text=text[:MAX_NAMES_FIELD], names_error=e.message
             )
             return
-        report = await self.db.run(add_members, req, name, names)
+        report = await self.db.run(add_members, self.ctx, req, name, names)
         added = sum(1 for _line, ok in report if ok)
         noun = "name" if len(report) == 1 else "names"
         self.done(
@@ -386,7 +388,7 @@ class GroupPage(AdminPage):
 
     async def _remove_member(self, req: Requester, name: str) -> None:
         user = self.text_argument("username", 300)
-        await self.db.run(group_ops.change_members, req, name, [user], False)
+        await self.db.run(group_ops.change_members, self.ctx, req, name, [user], False)
         self.done(group_url(self.ctx.base_url, name), "ok", f"Removed {user} from {name}.")
 
     async def _properties_json(self, req: Requester, name: str) -> None:

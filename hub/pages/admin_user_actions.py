@@ -372,7 +372,7 @@ class BulkHandler(UserAction):
             self.done(self.back, "error", "Choose a group to add the selected users to.")
             return
         try:
-            await self.db.run(group_ops.change_members, req, group, names, True)
+            await self.db.run(group_ops.change_members, self.ctx, req, group, names, True)
         except AtriumError as e:
             self.done(self.back, "error", f"Could not add users to {shown(group)}: {e.message}")
             return
