@@ -75,6 +75,13 @@ class AtriumApp(HubCommand):
                     admin = bootstrap.ensure_initial_admin(
                         session, s.initial_admin_name, s.initial_admin_password
                     )
+                elif not bootstrap.has_admin(session) and not any(
+                    a.admin_users for a in auth.authenticators
+                ):
+                    log.warning(
+                        "No admin yet, and no c.Authenticator.admin_users: nobody can use "
+                        "the admin panel until one is named there"
+                    )
                 bootstrap.sync_roles(session, s.load_roles)
         except BaseException:
             db.close()
@@ -156,6 +163,7 @@ class AtriumApp(HubCommand):
             port = s.port
         url = f"http://{connect_host(s.ip)}:{port}{s.base_url}hub/"
         log.info("Atrium %s is running at %s", hub.__version__, url)
+        log.info("Ways to log in: %s", ", ".join(a.label for a in state.auth.authenticators))
         print_welcome(url, admin)
         await stop.wait()
         log.info("Shutting down")

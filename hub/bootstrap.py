@@ -76,6 +76,10 @@ class InitialAdmin:
     created: bool
 
 
+def has_admin(session: Session) -> bool:
+    return session.scalar(select(User.id).where(User.admin).limit(1)) is not None
+
+
 def ensure_initial_admin(session: Session, name: str, configured_password: str) -> InitialAdmin:
     """On an empty database, create the first admin; its password shown once if generated."""
     if (session.scalar(select(func.count()).select_from(User)) or 0) > 0:

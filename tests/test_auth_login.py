@@ -603,3 +603,26 @@ async def test_managed_groups_are_not_edited_in_the_hub(
     # what is not membership stays the hub's: making an empty group, renaming a user
     assert (await hub.api("POST", "/groups/empty")).status == 201
     assert (await hub.api("PATCH", "/users/bo", {"admin": True})).status == 200
+
+
+def test_no_native_account_without_native_logins(
+    tmp_path: Path, db_url: str, hub_logs: LogCapture
+) -> None:
+    """The first admin is a native account, made only when native accounts are a way in;
+    otherwise the hub says admins come from admin_users."""
+    from hub.app import AtriumApp
+    from tests.conftest import hub_argv
+
+    (tmp_path / "hub_config.py").write_text(
+        "c.Hub.authenticator_class = 'shared'\n"
+        "c.SharedPasswordAuthenticator.user_password = 'workshop-2026'\n"
+    )
+    app = AtriumApp()
+    app.initialize(hub_argv(tmp_path, db_url))
+    state, _web, admin = app.build()
+    try:
+        assert not admin.created
+        assert state.db.run_sync(lambda s: s.scalar(select(User.name))) is None
+    finally:
+        state.db.close()
+    assert "No admin yet, and no c.Authenticator.admin_users" in hub_logs.text()
