@@ -427,6 +427,7 @@ async def test_bad_settings_stop_the_hub(
 ) -> None:
     monkeypatch.delenv("ATRIUM_OAUTH_CLIENT_SECRET", raising=False)
     monkeypatch.delenv("ATRIUM_OIDC_CLIENT_SECRET", raising=False)
+    monkeypatch.delenv("OAUTH_CLIENT_SECRET", raising=False)
     oidc = "c.Hub.authenticator_class = 'oidc'\n"
     good = oidc + client("GenericOIDCAuthenticator")
     issuer = "c.GenericOIDCAuthenticator.issuer = 'https://id.example.org/realms/school'\n"
@@ -434,7 +435,7 @@ async def test_bad_settings_stop_the_hub(
         oidc + issuer: "client_id must be set",
         oidc + issuer + "c.GenericOIDCAuthenticator.client_id = 'has space'\n": "spaces",
         oidc + issuer + "c.GenericOIDCAuthenticator.client_id = 'hub'\n": (
-            "ATRIUM_OIDC_CLIENT_SECRET or ATRIUM_OAUTH_CLIENT_SECRET"
+            "ATRIUM_OIDC_CLIENT_SECRET, ATRIUM_OAUTH_CLIENT_SECRET or OAUTH_CLIENT_SECRET"
         ),
         good: "issuer must be set",
         good + "c.GenericOIDCAuthenticator.issuer = 'id.example.org'\n": "absolute https://",

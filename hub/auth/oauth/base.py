@@ -18,7 +18,8 @@ on the configured endpoint.
 The client secret may be set in the config file (`c.GenericOIDCAuthenticator
 .client_secret`) or, better, in the environment: `ATRIUM_<ID>_CLIENT_SECRET`
 (the authenticator's id in capitals, '-' as '_', e.g. `ATRIUM_GITHUB_CLIENT_SECRET`),
-else `ATRIUM_OAUTH_CLIENT_SECRET`.
+else `ATRIUM_OAUTH_CLIENT_SECRET`, else `OAUTH_CLIENT_SECRET` (JupyterHub's
+OAuthenticator's name for it).
 
 Auth state (kept encrypted when `ATRIUM_CRYPT_KEY` is set) holds `access_token`,
 `refresh_token`, `id_token`, `token_response`, `oauth_user` (what the provider
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("hub.auth")
 
 SECRET_ENV = "ATRIUM_OAUTH_CLIENT_SECRET"  # noqa: S105 (a variable's name)
+SECRET_ENV_COMPAT = "OAUTH_CLIENT_SECRET"  # noqa: S105 (JupyterHub's OAuthenticator reads it)
 # oauthlib accepts only https URIs; only the query of what it builds is used
 ORIGIN = "https://provider.internal/"
 # errors in a token answer that mean "this code or refresh token is no good": the
@@ -125,7 +127,8 @@ class OAuthAuthenticator(Authenticator):
         help="The client secret the identity provider gave this hub. Better kept out of "
         "the config file: when '' it is read from the environment variable "
         "ATRIUM_<ID>_CLIENT_SECRET (this authenticator's id in capitals, e.g. "
-        "ATRIUM_GITHUB_CLIENT_SECRET), else ATRIUM_OAUTH_CLIENT_SECRET.",
+        "ATRIUM_GITHUB_CLIENT_SECRET), else ATRIUM_OAUTH_CLIENT_SECRET, else "
+        "OAUTH_CLIENT_SECRET (JupyterHub's name for it).",
     ).tag(config=True)
     oauth_callback_url = Unicode(
         "",
@@ -169,7 +172,8 @@ class OAuthAuthenticator(Authenticator):
         return self.provider_name
 
     def secret_env_names(self) -> list[str]:
-        return [f"ATRIUM_{self.ident.upper().replace('-', '_')}_CLIENT_SECRET", SECRET_ENV]
+        own = f"ATRIUM_{self.ident.upper().replace('-', '_')}_CLIENT_SECRET"
+        return [own, SECRET_ENV, SECRET_ENV_COMPAT]
 
     def secret(self) -> str:
         if self.client_secret:
@@ -193,7 +197,8 @@ class OAuthAuthenticator(Authenticator):
                 "copy it again from the provider"
             )
         if not self.secret():
-            names = " or ".join(self.secret_env_names())
+            *first, last = self.secret_env_names()
+            names = f"{', '.join(first)} or {last}"
             raise ConfigError(
                 f"c.{cls}.client_secret is not set: set it, or the environment variable "
                 f"{names}, to the client secret {self.provider_name} gave this hub"

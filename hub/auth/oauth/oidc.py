@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 from traitlets import Bool, Float, List, Unicode
 
 from hub.auth.base import Identity, Refused
-from hub.auth.oauth.base import Endpoints, OAuthAuthenticator, check_url
+from hub.auth.oauth.base import Endpoints, OAuthAuthenticator, check_url, log
 from hub.auth.oauth.http import ProviderError, bad_answer, get_json
 from hub.auth.oauth.idtoken import IdTokenError, Keys, check_id_token
 from hub.errors import ConfigError
@@ -226,8 +226,6 @@ class GenericOIDCAuthenticator(OAuthAuthenticator):
         try:
             await self.discovery()
         except ProviderError as e:  # not fatal: fetched again at the first login
-            from hub.auth.oauth.base import log
-
             log.warning("%s: discovery failed: %s", self.ident, e.log_message)
 
     # --- identity ----------------------------------------------------------------------
