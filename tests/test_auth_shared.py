@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from traitlets.config import Config
@@ -119,6 +120,46 @@ async def test_admins_need_the_admin_password(hub_factory: HubFactory) -> None:
     client = FormClient(hub)
     assert (await client.log_in("shared", "helper", ADMIN_PASSWORD)).status == 302
     assert await client.whoami() == "helper"
+
+
+async def test_accounts_with_powers_from_roles_need_the_admin_password(
+    hub_factory: HubFactory,
+) -> None:
+    """A teaching assistant's role (access to the class's servers) is power over others:
+    the user password does not open it, directly or through a group."""
+    hub = await hub_factory(
+        config=shared_config(admin=ADMIN_PASSWORD),
+        load_roles=[
+            {"name": "ta", "scopes": ["access:servers!group=class", "list:users"]},
+        ],
+    )
+    for name in ("tam", "tim", "stu"):
+        assert (await FormClient(hub).log_in("shared", name, USER_PASSWORD)).status == 302
+    assert (await hub.api("POST", "/groups/tas", {"users": ["tim"]})).status == 201
+
+    def grant(session: Any) -> None:
+        from sqlalchemy import select
+
+        from hub.db.models import Group, Role, User
+
+        role = session.scalar(select(Role).where(Role.name == "ta"))
+        user = session.scalar(select(User).where(User.name == "tam"))
+        group = session.scalar(select(Group).where(Group.name == "tas"))
+        user.roles.append(role)
+        group.roles.append(role)
+        session.commit()
+
+    await hub.db.run(grant)
+    hub.state.requester_cache.invalidate()
+    for name in ("tam", "tim"):
+        answer = await FormClient(hub).log_in("shared", name, USER_PASSWORD)
+        assert (answer.status, answer.error) == (403, WRONG), name
+        client = FormClient(hub)
+        assert (await client.log_in("shared", name, ADMIN_PASSWORD)).status == 302, name
+        assert await client.whoami() == name
+    # an ordinary user (and one in an ordinary group) still logs in with the user password
+    assert (await hub.api("POST", "/groups/class", {"users": ["stu"]})).status == 201
+    assert (await FormClient(hub).log_in("shared", "stu", USER_PASSWORD)).status == 302
 
 
 async def test_without_an_admin_password_no_admin_logs_in(hub_factory: HubFactory) -> None:

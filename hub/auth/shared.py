@@ -2,8 +2,10 @@
 
 Anyone who knows the user password may log in with a name of their choosing
 (subject to the allow lists, and `allow_all` is on by default here). Names in
-`admin_users`, and accounts that are admins in the hub, must use the admin
-password, so knowing the user password is never enough to act as an admin.
+`admin_users`, accounts that are admins in the hub, and accounts that hold
+more than an ordinary user through roles (their own or their groups', e.g. a
+teaching assistant's access to others' servers) must use the admin password,
+so knowing the user password is never enough to act as anyone with powers.
 Both passwords are checked in constant time.
 """
 
@@ -112,15 +114,25 @@ class SharedPasswordAuthenticator(Authenticator):
 
 
 async def _is_hub_admin(handler: RequestHandler, name: str) -> bool:
+    """`name` is an admin in the hub, or holds more than an ordinary user does through
+    roles (its own or its groups': a teaching assistant's access to others' servers)."""
     from sqlalchemy import select
     from sqlalchemy.orm import Session
 
     from hub.db.models import User
+    from hub.ops.identity import user_requester
     from hub.pages.base import PageHandler
 
     assert isinstance(handler, PageHandler)
+    roles = handler.ctx.roles
 
     def query(session: Session) -> bool:
-        return bool(session.scalar(select(User.admin).where(User.name == name)))
+        row = session.execute(select(User.id, User.admin).where(User.name == name)).first()
+        if row is None:
+            return False
+        if row.admin:
+            return True
+        holds = user_requester(session, roles, row.id, name, False).scopes
+        return not holds <= roles.user_scopes(name, False, ())
 
     return await handler.db.run(query)
