@@ -626,3 +626,30 @@ def test_no_native_account_without_native_logins(
     finally:
         state.db.close()
     assert "No admin yet, and no c.Authenticator.admin_users" in hub_logs.text()
+
+
+async def test_usernames_are_normalized_mapped_and_checked(
+    hub_factory: HubFactory, tmp_path: Path
+) -> None:
+    config, _ = _scripted(
+        tmp_path,
+        "c.Authenticator.username_map = {'ann.smith': 'ann'}\n"
+        "c.Authenticator.username_pattern = r'[a-z][a-z0-9.]{1,15}'\n",
+    )
+    hub = await hub_factory(config=config)
+    # NFKC and lower case, then the map: full-width 'ANN.Smith' is ann
+    assert (
+        await Browser(hub).login("\uff21\uff2e\uff2e.Smith", "letmein", authenticator="scripted")
+    ).code == 302
+    assert await _user(hub, "ann") is not None
+    assert await _user(hub, "ann.smith") is None
+    # names the pattern or the hub's own rules refuse get the plain failure, no user
+    for bad in ["9lives", "a" * 17, "ann smith", "../etc", ""]:
+        r = await Browser(hub).login(bad, "letmein", authenticator="scripted")
+        assert r.code == 403, bad
+        assert _error(r.body) == "The username or password is not right."
+
+    def names(session: Any) -> list[str]:
+        return sorted(session.scalars(select(User.name)))
+
+    assert await hub.db.run(names) == ["admin", "ann"]

@@ -27,6 +27,7 @@ def configurable_traits() -> list[tuple[str, str, str]]:
 def test_there_are_settings_to_check() -> None:
     names = {f"{c}.{t}" for c, t, _ in configurable_traits()}
     assert {"Hub.port", "Hub.db_url", "Hub.log_format", "Spawner.start_timeout"} <= names
+    assert {"Authenticator.allowed_users", "NativeAuthenticator.admin_users"} <= names
 
 
 @pytest.mark.parametrize(("cls", "name", "help_text"), configurable_traits())
