@@ -8,7 +8,8 @@ single use of each code and the PKCE verifier (S256); it signs ID tokens (RS256)
 with its own key, published at its JWKS. `login_as` is who the next authorization
 logs in (the person is taken to be logged in at the provider already, and to
 consent). For the attack tests, `id_token_changes` alters the next ID token's
-claims, `sign_with` signs it with another key, `alg: none` or HS256, and
+claims, `sign_with` signs it with another key (under the provider's kid or an unknown one),
+`alg: none` or HS256, and
 `token_answer` replaces the token endpoint's answer.
 """
 
@@ -75,6 +76,7 @@ class FakeProvider:
     refresh: dict[str, tuple[str, str]] = field(default_factory=dict)
     authorize_requests: list[dict[str, str]] = field(default_factory=list)
     token_requests: int = 0
+    jwks_requests: int = 0
 
     def __post_init__(self) -> None:
         self.key = RSAKey.generate_key(2048, parameters={"kid": "fake-1", "use": "sig"})
@@ -113,6 +115,8 @@ class FakeProvider:
         if self.sign_with == "hs256":
             key = OctKey.import_key(CLIENT_SECRET.encode())
             return jwt.encode({"alg": "HS256", "kid": "fake-1"}, claims, key)
+        if self.sign_with == "unknown-kid":
+            return jwt.encode({"alg": "RS256", "kid": "never-published"}, claims, self.other_key)
         key = self.other_key if self.sign_with == "other-key" else self.key
         return jwt.encode(header, claims, key)
 
@@ -250,6 +254,7 @@ class Discovery(Base):
 
 class Jwks(Base):
     def get(self, prefix: str) -> None:
+        self.fake.jwks_requests += 1
         self.json({"keys": [self.fake.key.as_dict(private=False)]})
 
 

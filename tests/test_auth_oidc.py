@@ -19,6 +19,7 @@ from tornado.web import create_signed_value, decode_signed_value
 
 from hub.auth.base import Identity
 from hub.auth.crypto import KEY_ENV, Crypter
+from hub.auth.oauth.idtoken import IdTokenError, check_claims
 from hub.auth.oauth.pending import STATE_COOKIE, Pending
 from hub.db.models import User
 from hub.pages.base import LOGIN_COOKIE
@@ -485,3 +486,54 @@ async def test_hs256_when_configured(hub_factory: HubFactory, fake: FakeProvider
     visitor = Visitor()
     assert (await fake_login(visitor, hub)).status == 302
     assert list(await users(hub)) == ["admin", "ann"]
+
+
+async def test_an_unknown_key_id_fetches_the_keys_once(
+    hub_factory: HubFactory, fake: FakeProvider
+) -> None:
+    hub = await hub_factory(config=fake_oidc(fake))
+    visitor = Visitor()
+    assert (await fake_login(visitor, hub)).status == 302
+    assert fake.jwks_requests == 1  # kept between logins
+    fake.sign_with = "unknown-kid"
+    visitor = Visitor()
+    refused(await fake_login(visitor, hub), visitor, 403, "could not verify who")
+    assert fake.jwks_requests == 2  # fetched again once for the unknown kid, no more
+    visitor = Visitor()
+    refused(await fake_login(visitor, hub), visitor, 403, "could not verify who")
+    assert fake.jwks_requests == 3
+    assert list(await users(hub)) == ["admin", "ann"]
+
+
+def test_clock_leeway_on_exp_iat_and_nbf() -> None:
+    now = 1_800_000_000.0
+    base = {"iss": "https://id.example", "aud": "hub", "sub": "ann", "nonce": "n"}
+
+    def check(**claims: Any) -> str:
+        try:
+            check_claims(
+                {**base, **claims},
+                issuers={"https://id.example"},
+                client_id="hub",
+                nonce="n",
+                leeway=60,
+                max_age=600,
+                now=now,
+            )
+        except IdTokenError as e:
+            return str(e)
+        return "ok"
+
+    assert check(iat=now, exp=now + 300) == "ok"
+    assert check(iat=now - 400, exp=now - 30) == "ok"  # expired within the leeway
+    assert check(iat=now - 400, exp=now - 61) == "expired"
+    assert check(iat=now + 30, exp=now + 300) == "ok"
+    assert check(iat=now + 61, exp=now + 300) == "issued in the future"
+    assert check(iat=now, exp=now + 300, nbf=now + 59) == "ok"
+    assert check(iat=now, exp=now + 300, nbf=now + 61) == "not valid yet (nbf)"
+    assert check(iat=now, exp="soon") == "exp is not a number"
+    assert check(iat=now, exp=True) == "exp is not a number"
+    assert check(iat=now, exp=now + 300, aud=["hub", "api"], azp="hub") == "ok"
+    assert check(iat=now, exp=now + 300, aud=["hub", "api"]) == "azp is not this hub's client id"
+    assert check(iat=now, exp=now + 300, aud=42) == "aud missing or malformed"
+    assert check(iat=now, exp=now + 300, sub="") == "sub missing"
