@@ -653,3 +653,14 @@ async def test_usernames_are_normalized_mapped_and_checked(
         return sorted(session.scalars(select(User.name)))
 
     assert await hub.db.run(names) == ["admin", "ann"]
+
+
+def test_every_alias_names_an_authenticator() -> None:
+    from hub.auth.registry import ALIASES, authenticator_classes, load_authenticator_class
+
+    classes = authenticator_classes()
+    assert len(classes) == len(ALIASES) + 1  # and the base class
+    for alias in ALIASES:
+        cls = load_authenticator_class(alias)
+        assert cls in classes
+        assert cls.default_id == alias
