@@ -97,10 +97,11 @@ def test_bad_shell_is_a_usage_error(argv: list[str], message: str) -> None:
 
 
 def test_nouns_and_verbs(script: Path) -> None:
-    nouns = ["audit", "completion", "group", "server", "token", "user"]
+    nouns = ["audit", "completion", "group", "server", "signup", "signups", "token", "totp", "user"]
     assert [w for w in complete(script, "") if not w.startswith("-")] == nouns
     assert complete(script, "us") == ["user"]
-    assert complete(script, "s") == ["server"]
+    assert complete(script, "se") == ["server"]
+    assert complete(script, "signup", "") == ["approve", "list", "reject"]
     assert complete(script, "group", "") == ["add", "create", "delete", "list", "remove", "show"]
     assert complete(script, "user", "r") == ["remove", "rename"]
     assert complete(script, "server", "st") == ["start", "stop"]
