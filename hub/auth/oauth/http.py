@@ -80,7 +80,6 @@ async def request(
     method: str = "GET",
     headers: dict[str, str] | None = None,
     body: str | bytes | None = None,
-    auth: tuple[str, str] | None = None,
 ) -> Answer:
     """Call the provider and read its JSON answer, whatever the status (the caller
     decides what a 4xx means). ProviderError when it cannot be reached, times out,
@@ -92,8 +91,6 @@ async def request(
         method=method,
         headers=all_headers,
         body=body,
-        auth_username=auth[0] if auth else None,
-        auth_password=auth[1] if auth else None,
         connect_timeout=wait,
         request_timeout=wait,
         follow_redirects=False,
@@ -101,10 +98,12 @@ async def request(
     )
     try:
         response = await AsyncHTTPClient().fetch(req, raise_error=False)
-    except HTTPClientError as e:  # not raised with raise_error=False, but be sure
-        response = e.response  # type: ignore[assignment]
-        if response is None:
-            raise ProviderError(unreachable(provider), f"{method} {where(url)}: {e.code}") from None
+    except HTTPClientError as e:  # a timeout or a closed connection: no response at all
+        if e.response is None:
+            raise ProviderError(
+                unreachable(provider), f"{method} {where(url)}: {type(e).__name__}"
+            ) from None
+        response = e.response
     except (OSError, TimeoutError) as e:
         raise ProviderError(
             unreachable(provider), f"{method} {where(url)}: {type(e).__name__}"
