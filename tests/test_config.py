@@ -137,3 +137,27 @@ def test_example_configs_load(example: Path) -> None:
     app = AtriumApp()
     app.initialize([f"--config={example}"])
     assert app.settings.port > 0
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "config"
+
+
+@pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.glob("*.py")))
+def test_example_configs_load(
+    example: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every file in config/ loads, and its authenticators accept their settings."""
+    from hub.auth.registry import load_authenticators
+
+    monkeypatch.setenv("ATRIUM_OAUTH_CLIENT_SECRET", "example-secret")
+    app = AtriumApp()
+    app.initialize(
+        [
+            f"--AtriumApp.config_file={EXAMPLES / example}",
+            f"--Hub.db_url=sqlite:///{tmp_path / 'example.sqlite'}",
+        ]
+    )
+    auth = load_authenticators(
+        app.settings.authenticator_specs(), app.config, app.settings.ip, b"k" * 32
+    )
+    assert auth.authenticators
