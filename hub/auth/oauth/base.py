@@ -43,7 +43,7 @@ from oauthlib.oauth2 import OAuth2Error, WebApplicationClient
 from traitlets import Dict, Float, List, Unicode
 
 from hub.auth.base import Authenticator, Identity, LoginOutcome, Refused
-from hub.auth.oauth.http import Answer, ProviderError, bad_answer, request, where
+from hub.auth.oauth.http import Answer, ProviderError, bad_answer, capital, request, where
 from hub.auth.oauth.pending import Pending
 from hub.errors import BadRequest, ConfigError
 from hub.log import bounded
@@ -170,6 +170,11 @@ class OAuthAuthenticator(Authenticator):
 
     def default_display_name(self) -> str:
         return self.provider_name
+
+    @property
+    def provider_label(self) -> str:
+        """How messages name the provider ("GitHub", or the configured display name)."""
+        return self.display_name or self.provider_name
 
     def secret_env_names(self) -> list[str]:
         own = f"ATRIUM_{self.ident.upper().replace('-', '_')}_CLIENT_SECRET"
@@ -306,7 +311,7 @@ class OAuthAuthenticator(Authenticator):
             pair = f"{_form_quote(self.client_id)}:{_form_quote(self.secret())}"
             headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
         answer = await request(
-            self.provider_name,
+            self.provider_label,
             endpoints.token,
             wait=self.http_timeout,
             method="POST",
@@ -320,38 +325,38 @@ class OAuthAuthenticator(Authenticator):
     ) -> dict[str, Any]:
         if answer.body is None or not isinstance(answer.body, dict):
             raise ProviderError(
-                bad_answer(self.provider_name),
+                bad_answer(self.provider_label),
                 f"POST {where(url)} -> {answer.status}, no JSON object",
             )
         if answer.status >= 500:
             raise ProviderError(
-                bad_answer(self.provider_name), f"POST {where(url)} -> {answer.status}"
+                bad_answer(self.provider_label), f"POST {where(url)} -> {answer.status}"
             )
         try:
             parsed = client.parse_request_body_response(answer.text.decode("utf-8", "replace"))
         except OAuth2Error as e:
             if "error" not in answer.body:  # oauthlib's own complaint (no access_token)
                 raise ProviderError(
-                    bad_answer(self.provider_name),
+                    bad_answer(self.provider_label),
                     f"POST {where(url)} -> {answer.status}: {bounded(str(e.error), 60)}",
                 ) from None
             error = bounded(str(e.error), 60)
             status = 400 if e.error in REFUSED_GRANT else 502
             raise ProviderError(
-                f"{self.provider_name} did not accept this login ({error}). Please log in "
-                "again; if it keeps happening, tell the hub's administrators.",
+                f"{capital(self.provider_label)} did not accept this login ({error}). "
+                "Please log in again; if it keeps happening, tell the hub's administrators.",
                 f"POST {where(url)} -> {answer.status}: {error}",
                 status,
             ) from None
         except (ValueError, TypeError, Warning) as e:
             raise ProviderError(
-                bad_answer(self.provider_name),
+                bad_answer(self.provider_label),
                 f"POST {where(url)} -> {answer.status}: {type(e).__name__}",
             ) from None
         tokens = dict(parsed)
         if not isinstance(tokens.get("access_token"), str):
             raise ProviderError(
-                bad_answer(self.provider_name), f"POST {where(url)}: no access_token"
+                bad_answer(self.provider_label), f"POST {where(url)}: no access_token"
             )
         return tokens
 

@@ -104,7 +104,7 @@ class GitHubAuthenticator(OAuthAuthenticator):
 
     async def _get(self, path: str, token: str) -> Any:
         return await get_json(
-            self.provider_name, self.api_url() + path, wait=self.http_timeout, token=token
+            self.provider_label, self.api_url() + path, wait=self.http_timeout, token=token
         )
 
     async def _member(self, entry: str, login: str, token: str) -> bool:
@@ -117,7 +117,7 @@ class GitHubAuthenticator(OAuthAuthenticator):
             path = f"/user/memberships/orgs/{quote(org, safe='')}"
         url = self.api_url() + path
         answer = await request(
-            self.provider_name,
+            self.provider_label,
             url,
             wait=self.http_timeout,
             headers={"Authorization": f"Bearer {token}"},
@@ -132,7 +132,7 @@ class GitHubAuthenticator(OAuthAuthenticator):
             )
         if not answer.ok or not isinstance(answer.body, dict):
             raise ProviderError(
-                bad_answer(self.provider_name), f"GET {where(url)} -> {answer.status}"
+                bad_answer(self.provider_label), f"GET {where(url)} -> {answer.status}"
             )
         return answer.body.get("state") == "active"
 
@@ -172,7 +172,7 @@ class GitHubAuthenticator(OAuthAuthenticator):
         token = str(tokens["access_token"])
         user = await self._get("/user", token)
         if not isinstance(user, dict) or not isinstance(user.get("login"), str):
-            raise ProviderError(bad_answer(self.provider_name), "GET /user: no login")
+            raise ProviderError(bad_answer(self.provider_label), "GET /user: no login")
         login = str(user["login"])
         field = self.username_claim or "login"
         if field == "email":

@@ -68,7 +68,7 @@ class GitLabAuthenticator(OAuthAuthenticator):
 
     async def _get(self, path: str, token: str) -> Any:
         return await get_json(
-            self.provider_name,
+            self.provider_label,
             f"{self.base()}/api/v4{path}",
             wait=self.http_timeout,
             token=token,
@@ -79,7 +79,7 @@ class GitLabAuthenticator(OAuthAuthenticator):
         for page in range(1, MAX_GROUP_PAGES + 1):
             listed = await self._get(f"/groups?min_access_level=10&per_page=100&page={page}", token)
             if not isinstance(listed, list):
-                raise ProviderError(bad_answer(self.provider_name), "GET /groups: not a list")
+                raise ProviderError(bad_answer(self.provider_label), "GET /groups: not a list")
             paths += [
                 g["full_path"]
                 for g in listed
@@ -95,7 +95,7 @@ class GitLabAuthenticator(OAuthAuthenticator):
         token = str(tokens["access_token"])
         user = await self._get("/user", token)
         if not isinstance(user, dict) or not isinstance(user.get("username"), str):
-            raise ProviderError(bad_answer(self.provider_name), "GET /user: no username")
+            raise ProviderError(bad_answer(self.provider_label), "GET /user: no username")
         if user.get("state", "active") != "active":
             return Refused("Your GitLab account is not active. Ask GitLab's administrators.")
         field = self.username_claim or "username"

@@ -14,7 +14,7 @@ import time
 
 from hub.auth.login import LOGINS, LoginPage
 from hub.auth.oauth.base import OAuthAuthenticator
-from hub.auth.oauth.http import ProviderError
+from hub.auth.oauth.http import ProviderError, capital
 from hub.auth.oauth.pending import MAX_STATE, STATE_COOKIE, USED, Pending, same
 from hub.log import bounded
 
@@ -155,11 +155,11 @@ class OAuthCallbackHandler(LoginPage):
         code = error if error.replace("_", "").isalnum() else "unknown"
         template = PROVIDER_ERRORS.get(code)
         if template is not None:
-            message = template.format(p=auth.provider_name)
+            message = capital(template.format(p=auth.provider_label))
         else:
             message = (
-                f"{auth.provider_name} did not log you in ({bounded(error, 60)}). Please log in "
-                "again; if it keeps happening, tell the hub's administrators."
+                f"{capital(auth.provider_label)} did not log you in ({bounded(error, 60)}). "
+                "Please log in again; if it keeps happening, tell the hub's administrators."
             )
         described = self._arg("error_description", MAX_ERROR_TEXT) or ""
         LOGINS.labels(auth.ident, "refused").inc()

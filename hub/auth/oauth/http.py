@@ -40,6 +40,12 @@ def where(url: str) -> str:
     return bounded(f"{parts.scheme}://{host}{port}{parts.path}", 200)
 
 
+def capital(text: str) -> str:
+    """`text` starting with a capital: a provider named "the identity provider" may
+    begin a sentence."""
+    return text[:1].upper() + text[1:]
+
+
 def unreachable(provider: str) -> str:
     return (
         f"The hub could not reach {provider} to complete your login. Please try again "
@@ -49,7 +55,7 @@ def unreachable(provider: str) -> str:
 
 def bad_answer(provider: str) -> str:
     return (
-        f"{provider} gave the hub an answer it could not use, so you are not logged in. "
+        f"{capital(provider)} gave the hub an answer it could not use, so you are not logged in. "
         "Please try again; if it keeps happening, tell the hub's administrators."
     )
 
@@ -136,7 +142,7 @@ async def get_json(provider: str, url: str, *, wait: float, token: str = "") -> 
     if answer.status in (401, 403):
         # the token is not (or no longer) good: a refusal, not a provider failure
         raise ProviderError(
-            f"{provider} no longer accepts this login. Please log in again.",
+            f"{capital(provider)} no longer accepts this login. Please log in again.",
             f"GET {where(url)} -> {answer.status}",
             401,
         )

@@ -22,7 +22,7 @@ from traitlets import Bool, Float, List, Unicode
 
 from hub.auth.base import Identity, Refused
 from hub.auth.oauth.base import Endpoints, OAuthAuthenticator, check_url, log
-from hub.auth.oauth.http import ProviderError, bad_answer, get_json
+from hub.auth.oauth.http import ProviderError, bad_answer, capital, get_json
 from hub.auth.oauth.idtoken import IdTokenError, Keys, check_id_token
 from hub.errors import ConfigError
 from hub.log import bounded
@@ -139,7 +139,7 @@ class GenericOIDCAuthenticator(OAuthAuthenticator):
 
     @property
     def provider_label(self) -> str:
-        return self.provider_display_name or self.display_name or self.provider_name
+        return self.provider_display_name or super().provider_label
 
     def issuer_url(self) -> str:
         return str(self.issuer)
@@ -311,8 +311,8 @@ class GenericOIDCAuthenticator(OAuthAuthenticator):
             )
         if not isinstance(raw, str) or not raw:
             return Refused(
-                f"{self.provider_label} did not say who you are (no {field!r} in its answer). "
-                "Tell the hub's administrators: username_claim may need changing."
+                f"{capital(self.provider_label)} did not say who you are (no {field!r} in "
+                "its answer). Tell the hub's administrators: username_claim may need changing."
             )
         groups = string_list(claim(merged, self.groups_claim)) if self.groups_claim else None
         allowed_by = self.allow_rules(id_claims, merged, groups or [])
