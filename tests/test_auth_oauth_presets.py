@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from sqlalchemy import select
@@ -588,3 +589,30 @@ async def test_a_discovery_document_for_another_issuer(
     refused(page, visitor, 502, "answer it could not use")
     assert visitor.cookie(STATE_COOKIE) is None
     assert "is not" in hub_logs.text()
+
+
+async def test_the_callback_url_derived_or_pinned(
+    hub_factory: HubFactory, fake: FakeProvider
+) -> None:
+    fake.users = {"ann": {"name": "Ann"}}
+    fake.login_as = "ann"
+    pinned = "https://hub.example.org/hub/oauth_callback"
+    hub = await hub_factory(
+        config=github(fake).replace("['github', 'native']", "['github', 'oidc', 'native']")
+        + client("GenericOIDCAuthenticator")
+        + f"c.GenericOIDCAuthenticator.issuer = {fake.url + '/oidc'!r}\n"
+        + f"c.GitHubAuthenticator.oauth_callback_url = {pinned!r}\n"
+    )
+    hub_for_localhost = hub.url.replace("127.0.0.1", "localhost")
+    # derived from the request: the name the browser used
+    begin = await Visitor().fetch(hub_for_localhost + "oauth_login/oidc")
+    assert begin.status == 302
+    assert "redirect_uri=" + quote(hub_for_localhost + "oauth_callback", safe="") in begin.location
+    # pinned: whatever name the browser used, for the authorization and the code exchange
+    visitor = Visitor()
+    begin = await visitor.fetch(hub_for_localhost + "oauth_login/github")
+    at_provider = await visitor.fetch(begin.location)
+    assert at_provider.location.startswith(pinned + "?")
+    query = at_provider.location.split("?", 1)[1]
+    done = await visitor.fetch(hub.url + "oauth_callback?" + query)
+    assert logged_in(done, visitor)
