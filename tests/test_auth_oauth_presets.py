@@ -573,6 +573,11 @@ async def test_refresh_on_page_visits(
     fake.memberships["cat"] = {"physics": "weird"}
     fake.users["cat"] = {"login": None}  # /user answers without a login: a bad answer
     assert (await visitors["cat"].fetch(hub.url + "home")).status == 200
+    # the refresh token the failed refresh got in exchange (GitHub rotates them) was kept
+    fake.users["cat"] = {"name": "Cat"}
+    fake.memberships["cat"] = {"physics": "active"}
+    assert (await visitors["cat"].fetch(hub.url + "home")).status == 200
+    assert (await visitors["cat"].fetch(hub.url + "home")).status == 200
 
 
 async def test_a_discovery_document_for_another_issuer(

@@ -391,6 +391,7 @@ class OAuthAuthenticator(Authenticator):
             return True
         tokens: dict[str, Any] = dict(auth_state.get("token_response") or {})
         tokens["access_token"] = auth_state["access_token"]
+        renewed = False
         try:
             refresh_token = auth_state.get("refresh_token")
             if isinstance(refresh_token, str) and refresh_token:
@@ -405,12 +406,24 @@ class OAuthAuthenticator(Authenticator):
                 fresh = await self._token_request(client, endpoints, body)
                 fresh.setdefault("refresh_token", refresh_token)
                 tokens = fresh
+                renewed = True
             outcome = await self.identity_from_tokens(tokens, None, auth_state)
         except ProviderError as e:
             if e.status < 500:
                 log.info("Refresh of %s with %s refused: %s", name, self.ident, e.log_message)
                 return False
             log.warning("Could not refresh %s with %s: %s", name, self.ident, e.log_message)
+            if renewed:
+                # the provider may have rotated the refresh token: keep the new tokens, and
+                # everything else as it was (admin and groups None: unchanged)
+                kept = {
+                    **auth_state,
+                    "access_token": tokens["access_token"],
+                    "refresh_token": tokens.get("refresh_token"),
+                    "id_token": tokens.get("id_token") or auth_state.get("id_token"),
+                    "token_response": tokens,
+                }
+                return Identity(name=name, auth_state=kept)
             return True
         if not isinstance(outcome, Identity):
             log.info("Refresh of %s with %s: no longer accepted", name, self.ident)
