@@ -682,3 +682,52 @@ async def test_admin_resets_totp(hub: RunningHub) -> None:
     assert (await Browser(hub).login("ann")).code == 302
     events = await rows(hub, AuditEvent, AuditEvent.action == "user.totp_reset")
     assert [(e.actor, e.target) for e in events] == [("admin", "ann")]
+
+
+async def test_totp_page_bad_posts_change_nothing(hub_factory: HubFactory) -> None:
+    hub = await hub_factory()
+    await hub.add_user("ann", password=PASSWORD)
+    await hub.add_user("bob", password=PASSWORD)
+    ann, bob = Browser(hub), Browser(hub)
+    assert (await ann.login("ann")).code == 302
+    assert (await bob.login("bob")).code == 302
+    bobs_page = await bob.request("GET", "/hub/totp")
+    bobs_token = hidden(bobs_page, "enrol_token")
+    bobs_secret = pyotp.parse_uri(
+        html.unescape(
+            re.search(r"<code>(otpauth://[^<]+)</code>", bobs_page.body.decode()).group(1)
+        )  # type: ignore[union-attr]
+    ).secret
+    for fields, status, message in (
+        ({"action": "bogus"}, 400, "Unknown action"),
+        ({"action": "enable", "enrol_token": "made-up", "code": "123456"}, 400, "too old"),
+        # another person's set-up page does not turn it on for ann
+        (
+            {"action": "enable", "enrol_token": bobs_token, "code": code_for(bobs_secret, None)},
+            400,
+            "too old",
+        ),
+        ({"action": "disable", "password": PASSWORD, "code": "123456"}, 409, "off already"),
+    ):
+        r = await post_form(ann, "/hub/totp", **fields)
+        assert r.code == status, fields
+        assert message in alert(r)
+    assert (await user_row(hub, "ann")).totp_secret is None  # type: ignore[union-attr]
+    assert (await user_row(hub, "bob")).totp_secret is None  # type: ignore[union-attr]
+    secret = await enrol(hub, ann)
+    page = await ann.request("GET", "/hub/totp")
+    r = await post_form(
+        ann, "/hub/totp", action="enable", enrol_token=bobs_token, code=code_for(secret, None)
+    )
+    assert r.code == 400
+    assert "Turn two-step login off" in page.body.decode()
+    # without a login: to the login page; an account with no password here: told so
+    assert (await Browser(hub).request("GET", "/hub/totp")).code == 302
+    await hub.add_user("sso")
+    sso = Browser(hub)
+    sso.cookies[LOGIN_COOKIE] = await login_cookie_for(hub, "sso")
+    assert "no password on this hub" not in (await sso.request("GET", "/hub/totp")).body.decode()
+    assert "through another service" in (await sso.request("GET", "/hub/totp")).body.decode()
+    r = await post_form(sso, "/hub/totp", action="enable", enrol_token="x", code="123456")
+    assert r.code == 400
+    assert (await user_row(hub, "sso")).totp_secret is None  # type: ignore[union-attr]

@@ -155,3 +155,52 @@ async def test_a_time_step_is_used_once(hub: RunningHub) -> None:
         results.append(await hub.db.run(totp.use_step, "ann", step))
     assert results == [False, False, True, False, True]
     assert not await hub.db.run(totp.use_step, "nobody", 500)
+
+
+async def test_admin_sets_a_password(hub: RunningHub, hub_logs: LogCapture) -> None:
+    await hub.add_user("ann")  # made without a password: she cannot log in yet
+    await hub.add_user("bo")
+    await hub.add_user("root", admin=True)
+    narrow = await hub.token_for("admin", scopes=["admin:users!user=ann"])
+
+    def account(session: Session) -> tuple[str | None, str]:
+        row = session.execute(
+            select(User.password_hash, User.cookie_id).where(User.name == "ann")
+        ).one()
+        return row[0], row[1]
+
+    def from_github(session: Session) -> None:
+        bo = session.scalar(select(User).where(User.name == "bo"))
+        assert bo is not None
+        bo.auth_provider = "github"
+
+    await hub.db.run(from_github)
+    before = await hub.db.run(account)
+    await assert_bad_inputs_change_nothing(
+        hub,
+        [
+            ("PUT", "/users/ann/password", {"password": "short"}, 400, "too short"),
+            ("PUT", "/users/ann/password", {"password": "password1234"}, 400, "most common"),
+            ("PUT", "/users/ann/password", {"password": "ann-at-the-lab"}, 400, "username"),
+            ("PUT", "/users/ann/password", {"password": 12345678901}, 400, '{"password": "..."}'),
+            ("PUT", "/users/ann/password", {"pw": PASSWORD}, 400, "unknown field(s): pw"),
+            ("PUT", "/users/ann/password", None, 400, "must be JSON"),
+            ("PUT", "/users/nobody/password", {"password": PASSWORD}, 404, "No such user"),
+            ("PUT", "/users/bo/password", {"password": PASSWORD}, 400, "logs in with github"),
+        ],
+    )
+    r = await hub.api("PUT", "/users/root/password", {"password": PASSWORD}, token=narrow)
+    expect_error(r, 404)  # outside the token's reach
+    assert await hub.db.run(account) == before
+
+    r = await hub.api("PUT", "/users/ann/password", {"password": PASSWORD}, token=narrow)
+    assert r.status == 204, r.body
+    hashed, cookie_id = await hub.db.run(account)
+    assert hashed is not None
+    assert hashed.startswith("$argon2id$")
+    assert cookie_id != before[1]  # her logins ended
+    r = await hub.api(
+        "POST", "/users/ann/tokens", {"auth": {"username": "ann", "password": PASSWORD}}, token=None
+    )
+    assert r.status == 201  # she can use it
+    hub_logs.assert_no_secrets(PASSWORD, "password1234")

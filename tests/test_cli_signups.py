@@ -1,14 +1,17 @@
-"""`hub-admin signup list|approve|reject` and `hub-admin totp reset`, through a hub and
-offline, on SQLite and PostgreSQL; outcomes are read back from the database."""
+"""`hub-admin signup list|approve|reject`, `hub-admin totp reset` and `hub-admin user
+set-password`, through a hub and offline, on SQLite and PostgreSQL; outcomes are read
+back from the database."""
 
 from __future__ import annotations
+
+import asyncio
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub.auth import signups, totp
 from hub.db.models import AuditEvent, SignupRequest, User
-from hub.secrets_hash import hash_password
+from hub.secrets_hash import hash_password, password_matches
 from tests import test_cli
 from tests.test_cli import Target
 
@@ -142,3 +145,64 @@ async def test_totp_reset(target: Target) -> None:
     r = await target.run("totp", "reset", "nobody")
     assert r.code == 1
     assert "No such user: nobody" in r.error
+
+
+async def run_with_input(t: Target, text: str, *argv: str) -> test_cli.Result:
+    proc = await asyncio.create_subprocess_exec(
+        *test_cli.CLI,
+        *t.args,
+        *argv,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=t.env,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(text.encode()), timeout=120)
+    assert proc.returncode is not None
+    return test_cli.Result(proc.returncode, out.decode(), err.decode())
+
+
+async def password_of(t: Target, name: str) -> tuple[str | None, str]:
+    def read(session: Session) -> tuple[str | None, str]:
+        row = session.execute(
+            select(User.password_hash, User.cookie_id).where(User.name == name)
+        ).one()
+        return row[0], row[1]
+
+    return await t.db.run(read)
+
+
+async def test_set_password(target: Target) -> None:
+    assert (await target.run("user", "add", "ann")).code == 0
+    before = await password_of(target, "ann")
+    for typed, message in (
+        ("short\n", "The password is too short (5 characters): use at least 10."),
+        ("password1234\n", "This password is one of the most common ones"),
+        ("ann-loves-physics\n", "The password must not contain the username."),
+    ):
+        r = await run_with_input(target, typed, "user", "set-password", "ann")
+        assert r.code == 1, r.err
+        assert message in r.error
+    r = await run_with_input(target, "\n", "user", "set-password", "ann")
+    assert r.code == 2
+    assert "no password given" in r.error
+    r = await run_with_input(target, PASSWORD + "\n", "user", "set-password", "nobody")
+    assert r.code == 1
+    assert "No such user: nobody" in r.error
+    assert await password_of(target, "ann") == before
+
+    r = await run_with_input(target, PASSWORD + "\n", "user", "set-password", "ann")
+    assert r.code == 0, r.err
+    assert r.out.strip() == "The password of ann is set; their logins ended."
+    hashed, cookie_id = await password_of(target, "ann")
+    assert hashed is not None
+    assert password_matches(PASSWORD, hashed)
+    assert cookie_id != before[1]
+    assert PASSWORD not in r.out + r.err
+
+    r = await target.run("--json", "user", "set-password", "ann", "--generate")
+    assert r.code == 0, r.err
+    made = r.json()["password"]
+    assert len(made) >= 10
+    assert password_matches(made, (await password_of(target, "ann"))[0])
+    assert (await audit_actions(target, "ann"))[-2:] == ["user.password_set", "user.password_set"]

@@ -1,5 +1,5 @@
-"""A native user's own account, as units of work: which password hash a login checks,
-and changing the password (which ends the user's other logins).
+"""A native user's account, as units of work: which password hash a login checks,
+changing the password (which ends the user's other logins), and an admin setting one.
 
 Changing a password gives the user a new cookie id, so every other browser's
 login cookie stops working, and revokes the tokens issued through their other
@@ -18,10 +18,11 @@ from sqlalchemy.orm import Session
 
 from hub.auth.passwords import PasswordRules, check_new_password
 from hub.db.models import APIToken, OAuthCode, SignupRequest, User
-from hub.errors import BadRequest, NotFound
+from hub.errors import BadRequest, Forbidden, NotFound
 from hub.log import bounded
 from hub.ops import audit
-from hub.ops.users import new_cookie_id
+from hub.ops.users import find_visible_user, new_cookie_id
+from hub.rbac.access import Requester
 
 
 @dataclass(frozen=True)
@@ -81,3 +82,25 @@ def check_change(password: str, again: str, name: str, rules: PasswordRules) -> 
     if password != again:
         raise BadRequest("The two new passwords are not the same. Type the same one twice.")
     check_new_password(password, name, rules)
+
+
+def set_by_admin(session: Session, req: Requester, name: str, new_hash: str, provider: str) -> str:
+    """An admin gives `name` a password (checked and hashed by the caller): a first one
+    for an account made without, or a new one for someone who forgot theirs. Their
+    logins end. Accounts another authenticator logs in are refused. Returns the name."""
+    user = find_visible_user(session, req, name, ["admin:users"])
+    if user.admin and not req.is_full_admin():
+        raise Forbidden("Only admins can change other admins")
+    if user.auth_provider not in (None, provider):
+        raise BadRequest(
+            f"{user.name} logs in with {user.auth_provider}: the hub keeps no password for them"
+        )
+    user.password_hash = new_hash
+    user.cookie_id = new_cookie_id()
+    session.execute(
+        delete(APIToken).where(APIToken.user_id == user.id, APIToken.session_id.is_not(None))
+    )
+    session.execute(delete(OAuthCode).where(OAuthCode.user_id == user.id))
+    audit.record(session, req.name, "user.password_set", user.name)
+    session.flush()
+    return user.name

@@ -1,4 +1,5 @@
-"""`hub-admin signup list|approve|reject` and `hub-admin totp reset`: native accounts.
+"""`hub-admin signup list|approve|reject`, `hub-admin totp reset` and
+`hub-admin user set-password`: native accounts.
 
 Sign-up requests (from `/hub/signup`, with `c.NativeAuthenticator.enable_signup`)
 wait for an admin: `approve` makes each named user with the password they
@@ -6,6 +7,12 @@ chose, `reject` deletes the request. `totp reset` turns off a user's two-step
 login when they lost their authenticator app. Through a hub these call
 `/hub/api/signups` and `/hub/api/users/NAME/totp`; with `--db` they run the same
 units of work (`hub.auth.signups`, `hub.auth.totp`) on the database.
+
+`user set-password NAME` gives a native account a password (a first one, or a
+new one when it was forgotten) and ends the user's logins: typed twice at a
+terminal, read from the first line of standard input otherwise, or made up with
+`--generate` and printed once. It must pass the hub's password rules (offline:
+the default rules, as the config file is not read).
 
 `approve` and `reject` take several names; each is reported on its own line,
 and the command exits with status 1 if any of them failed.
@@ -19,7 +26,7 @@ from typing import Any
 from urllib.parse import quote
 
 from hub.cli.backend import PAGE_SIZE, Model
-from hub.cli.errors import CLIError
+from hub.cli.errors import CLIError, UsageError
 from hub.cli.output import when
 from hub.cli.parsing import SubParsers, nonempty
 from hub.cli.runtime import Runtime
@@ -61,6 +68,73 @@ def register(commands: SubParsers, parents: list[argparse.ArgumentParser]) -> No
     )
     p.add_argument("name", type=nonempty, metavar="NAME")
     p.set_defaults(run=reset_totp)
+
+
+def register_user_verbs(verbs: SubParsers, parents: list[argparse.ArgumentParser]) -> None:
+    """`hub-admin user set-password` (called by `hub.cli.users`)."""
+    p = verbs.add_parser(
+        "set-password",
+        parents=parents,
+        help="give a native account a password; their logins end",
+        description="Give NAME a password (at least 10 characters by default, not a common "
+        "one, not containing the name): typed twice at a terminal, else the first line of "
+        "standard input, or --generate to make one up and print it once. Every login of "
+        "NAME ends.",
+    )
+    p.add_argument("name", type=nonempty, metavar="NAME")
+    p.add_argument("--generate", action="store_true", help="make up a password and print it")
+    p.set_defaults(run=set_password)
+
+
+def _read_password(generate: bool) -> str:
+    import sys
+
+    if generate:
+        from hub.secrets_hash import new_password
+
+        return new_password()
+    if not sys.stdin.isatty():
+        line = sys.stdin.readline(4096)
+        password = line.removesuffix("\n").removesuffix("\r")
+    else:
+        import getpass
+
+        password = getpass.getpass("New password: ")
+        if getpass.getpass("The same again: ") != password:
+            raise UsageError("the two passwords are not the same")
+    if not password:
+        raise UsageError("no password given (type one, pipe one in, or use --generate)")
+    return password
+
+
+def set_password(args: argparse.Namespace, rt: Runtime) -> None:
+    password = _read_password(args.generate)
+    if rt.offline:
+        from hub.auth import account
+        from hub.auth.passwords import check_new_password
+        from hub.errors import BadRequest
+        from hub.names import validate_username
+        from hub.secrets_hash import hash_password
+
+        try:
+            check_new_password(password, validate_username(args.name))
+        except BadRequest as e:
+            raise CLIError(e.message) from None
+        _offline(rt, account.set_by_admin, args.name, hash_password(password), "native")
+    else:
+        from hub.cli.rest import RestBackend
+
+        backend = rt.backend
+        assert isinstance(backend, RestBackend)
+        backend.request("PUT", _path("/users/", args.name) + "/password", {"password": password})
+    if rt.out.json_mode:
+        shown = {"password": password} if args.generate else {}
+        rt.out.json({"name": args.name, "password_set": True, **shown})
+    elif args.generate:
+        rt.out.line(password)
+        rt.out.note(f"The password of {args.name} is set (shown once, above); their logins ended.")
+    else:
+        rt.out.line(f"The password of {args.name} is set; their logins ended.")
 
 
 def _path(prefix: str, name: str) -> str:

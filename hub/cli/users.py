@@ -1,13 +1,14 @@
-"""`hub-admin user list|add|remove|show|set-admin|rename|block|unblock|import`.
+"""`hub-admin user list|add|remove|show|set-admin|rename|block|unblock|import|set-password`.
 
-`import` (a class roster) lives in `hub.cli.roster`.
+`import` (a class roster) lives in `hub.cli.roster`, `set-password` (native accounts)
+in `hub.cli.signups`.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from hub.cli import roster
+from hub.cli import roster, signups
 from hub.cli.backend import USER_SORTS, USER_STATES, Model, UserListQuery
 from hub.cli.errors import UsageError
 from hub.cli.output import listed, printable, when, yes_no
@@ -97,6 +98,7 @@ def register(commands: SubParsers, parents: list[argparse.ArgumentParser]) -> No
     p.set_defaults(run=block_user, blocked=False)
 
     roster.register(verbs, parents)
+    signups.register_user_verbs(verbs, parents)
 
 
 def server_state(user: Model) -> str:
