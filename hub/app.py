@@ -165,10 +165,25 @@ class AtriumApp(HubCommand):
         log.info("Atrium %s is running at %s", hub.__version__, url)
         log.info("Ways to log in: %s", ", ".join(a.label for a in state.auth.authenticators))
         print_welcome(url, admin)
+        # authenticators get ready in the background (an OIDC provider's discovery
+        # document): a provider that is slow or down must not hold the hub's start
+        auth_start = asyncio.ensure_future(start_authenticators(state))
         await stop.wait()
         log.info("Shutting down")
+        auth_start.cancel()
+        await asyncio.gather(auth_start, return_exceptions=True)
         await shut_down(server, state, stop_servers=s.cleanup_servers)
         log.info("Stopped")
+
+
+async def start_authenticators(state: HubState) -> None:
+    """Each authenticator's `start`; a failure is logged, never fatal (it is tried again
+    at the first login)."""
+    auths = state.auth.authenticators
+    results = await asyncio.gather(*(a.start(state) for a in auths), return_exceptions=True)
+    for auth, result in zip(auths, results, strict=True):
+        if isinstance(result, Exception):
+            log.warning("Authenticator %s could not get ready: %s", auth.ident, result)
 
 
 async def shut_down(server: Any, state: HubState, stop_servers: bool) -> None:

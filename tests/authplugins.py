@@ -47,6 +47,11 @@ class ScriptedAuthenticator(Authenticator):
             auth_state=script.get("auth_state"),
         )
 
+    async def start(self, hub: Any) -> None:
+        if self._script().get("start") == "fail":
+            raise RuntimeError("provider unreachable")
+        _append(Path(self.script_file + ".started"), self.ident)
+
     async def refresh(self, name: str, auth_state: dict[str, Any] | None) -> LoginOutcome | bool:
         _append(Path(self.script_file + ".refreshed"), {"name": name, "auth_state": auth_state})
         answer = self._script().get("refresh", "ok")

@@ -664,3 +664,18 @@ def test_every_alias_names_an_authenticator() -> None:
         cls = load_authenticator_class(alias)
         assert cls in classes
         assert cls.default_id == alias
+
+
+async def test_authenticators_get_ready_at_start_up(
+    hub_factory: HubFactory, tmp_path: Path, hub_logs: LogCapture
+) -> None:
+    from hub.app import start_authenticators
+
+    config, script = _scripted(tmp_path)
+    hub = await hub_factory(config=config)
+    await start_authenticators(hub.state)
+    assert _read(script, ".started") == ["scripted"]
+    # one that cannot get ready is logged, and the others still start
+    script.write_text(json.dumps({"start": "fail"}))
+    await start_authenticators(hub.state)
+    assert "Authenticator scripted could not get ready: provider unreachable" in hub_logs.text()

@@ -12,6 +12,7 @@ this browser is not slowed down by someone else's guessing at the account.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -119,13 +120,8 @@ class LoginPage(LandingPage):
             name = auth.normalize_username(identity.name)
         except BadRequest:
             return None
-        return Identity(
-            name=name,
-            admin=identity.admin,
-            groups=auth.normalize_groups(identity.groups),
-            full_name=identity.full_name,
-            email=identity.email,
-            auth_state=identity.auth_state,
+        return dataclasses.replace(
+            identity, name=name, groups=auth.normalize_groups(identity.groups)
         )
 
     async def complete_login(

@@ -13,6 +13,7 @@ auth state, e.g. to pass an access token to the server's environment.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 from dataclasses import dataclass
@@ -102,13 +103,10 @@ async def refresh_user(state: HubState, name: str, force: bool = False) -> bool:
         return True
     if isinstance(outcome, Identity):
         try:
-            identity = Identity(
+            identity = dataclasses.replace(
+                outcome,
                 name=auth.normalize_username(outcome.name),
-                admin=outcome.admin,
                 groups=auth.normalize_groups(outcome.groups),
-                full_name=outcome.full_name,
-                email=outcome.email,
-                auth_state=outcome.auth_state,
             )
         except BadRequest:
             identity = None
