@@ -14,9 +14,9 @@ PAM runs in a worker thread (`asyncio.to_thread`), at most
 (seconds). A wrong password and an unknown (or refused) account get the same
 answer, and take about the same time: PAM's password check costs a hash only
 for accounts that exist, so an unknown one is made to wait as long as a
-recent successful check took (see `CheckCost`). `check_account` runs PAM's
-account step too (expired accounts, expired passwords); `open_sessions`
-opens a PAM session before each server start.
+recent check of an existing account took (see `CheckCost`). `check_account`
+runs PAM's account step too (expired accounts, expired passwords);
+`open_sessions` opens a PAM session before each server start.
 
 Who may log in: any system account (uid >= `min_uid`) when no allow list is
 set; otherwise `allowed_users`, `allowed_groups` (Unix groups, the primary
@@ -149,28 +149,34 @@ class CheckCost:
 
     PAM (pam_unix) hashes the password only when the account exists, so an unknown
     account would answer faster than a wrong password by the cost of that hash (tens of
-    milliseconds with yescrypt). The failure for an unknown account is padded to the
-    median time of the last successful checks (a success is the hash with no fail
-    delay); until there is one, to the time the C library takes for two hashes of its
-    default method, which is what pam_unix does on a failed check.
+    milliseconds with yescrypt). The failure for an unknown account is padded to a time
+    drawn from the last checks of existing accounts that had no fail delay (successes,
+    and failures quicker than any fail delay), so it follows their spread and the
+    machine's load; until there is one, to the time the C library takes for two hashes
+    of its default method, which is what pam_unix does for a wrong password.
     """
 
-    def __init__(self, keep: int = 15, ceiling: float = 2.0) -> None:
+    def __init__(self, keep: int = 31, no_delay_below: float = 0.5) -> None:
         self._seen: deque[float] = deque(maxlen=keep)
         self._calibrated: float | None = None
-        self._ceiling = ceiling
+        # PAM's fail delays are seconds (pam_faildelay, pam_unix's own 2 s, varied by
+        # up to 50%): a check quicker than this had none
+        self.no_delay_below = no_delay_below
         self._lock = threading.Lock()
 
-    def record_success(self, seconds: float) -> None:
+    def record(self, seconds: float, failed: bool) -> None:
+        if seconds >= self.no_delay_below and failed:
+            return
         with self._lock:
-            self._seen.append(min(seconds, self._ceiling))
+            self._seen.append(min(seconds, self.no_delay_below))
 
-    def estimate(self) -> float:
+    def padding(self) -> float:
+        """Seconds an unknown account's check should take."""
         with self._lock:
             if self._seen:
-                return statistics.median(self._seen)
+                return secrets.choice(self._seen)
         if self._calibrated is None:
-            self._calibrated = min(_hash_seconds() * 2, self._ceiling)
+            self._calibrated = min(_hash_seconds() * 2, self.no_delay_below)
         return self._calibrated
 
 
@@ -333,7 +339,7 @@ class PAMAuthenticator(Authenticator):
                     ) from None
         try:
             import pamela  # noqa: F401
-        except (ImportError, OSError) as e:
+        except (ImportError, OSError, AttributeError) as e:  # no libpam: no pam_* symbols
             raise ConfigError(f"{cls} needs PAM's library (libpam) and pamela: {e}") from None
         if os.geteuid() != 0:
             log.warning(
@@ -376,10 +382,9 @@ class PAMAuthenticator(Authenticator):
         if account is None:
             # no hash was made: wait what one takes, so this cannot be told from a wrong
             # password by its timing
-            time.sleep(max(0.0, self.cost.estimate() - took))
+            time.sleep(max(0.0, self.cost.padding() - took))
             return Check.WRONG
-        if outcome is not Check.WRONG:
-            self.cost.record_success(took)
+        self.cost.record(took, failed=outcome is Check.WRONG)
         if outcome is not Check.OK:
             log.info("PAM (%s) refused %s: %s (code %d)", self.service, name, outcome.value, code)
             return outcome
