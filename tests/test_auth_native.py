@@ -34,6 +34,7 @@ from tests.test_pages import Browser
 
 PASSWORD = "correct horse battery staple"
 NEW_PASSWORD = "a new and longer passphrase"
+ADMIN_PASSWORD = "admin-password-for-tests"
 SIGNUP = "c.NativeAuthenticator.enable_signup = True\n"
 NO_APPROVAL = SIGNUP + "c.NativeAuthenticator.signup_requires_approval = False\n"
 
@@ -273,7 +274,11 @@ async def test_signup_without_approval(hub_factory: HubFactory) -> None:
 async def test_signup_bad_input_changes_nothing(
     hub_factory: HubFactory, hub_logs: LogCapture
 ) -> None:
-    hub = await hub_factory(config=SIGNUP + "c.NativeAuthenticator.blocked_users = ['root']\n")
+    hub = await hub_factory(
+        config=SIGNUP
+        + "c.NativeAuthenticator.blocked_users = ['root']\n"
+        + "c.Authenticator.admin_users = ['prof']\n"
+    )
     await hub.add_user("ann", password=PASSWORD)
     browser = Browser(hub)
     assert (await sign_up(browser, "pending")).code == 201
@@ -282,6 +287,8 @@ async def test_signup_bad_input_changes_nothing(
         ({"username": ""}, 400, "Choose a username."),
         ({"username": "x<script>"}, 400, "character '<' is not allowed"),
         ({"username": "root"}, 400, "The username root is not available"),
+        # taking a name of admin_users would make the taker an admin
+        ({"username": "Prof"}, 400, "The username prof is not available"),
         ({"username": "ANN"}, 409, "The username ann is taken"),
         ({"username": "pending"}, 409, "The username pending is taken"),
         ({"password_again": "something else entirely"}, 400, "not the same"),
@@ -731,3 +738,49 @@ async def test_totp_page_bad_posts_change_nothing(hub_factory: HubFactory) -> No
     r = await post_form(sso, "/hub/totp", action="enable", enrol_token="x", code="123456")
     assert r.code == 400
     assert (await user_row(hub, "sso")).totp_secret is None  # type: ignore[union-attr]
+
+
+async def test_admins_can_be_made_to_use_totp(hub_factory: HubFactory) -> None:
+    hub = await hub_factory(config="c.NativeAuthenticator.require_totp_for_admins = True\n")
+    await hub.add_user("ann", password=PASSWORD)
+    assert (await Browser(hub).login("ann")).code == 302  # not an admin: no second factor
+    browser = Browser(hub)
+
+    async def password_step() -> tuple[Any, str]:
+        step = await browser.login("admin", ADMIN_PASSWORD)
+        assert step.code == 200
+        assert "Admins of this hub must use two-step login" in step.body.decode()
+        uri = re.search(r"<code>(otpauth://[^<]+)</code>", step.body.decode())
+        assert uri is not None
+        return step, pyotp.parse_uri(html.unescape(uri.group(1))).secret
+
+    async def post_code(step: Any, code: str) -> Any:
+        return await post_form(
+            browser,
+            "/hub/login",
+            authenticator="native",
+            username="admin",
+            totp_pending=hidden(step, "totp_pending"),
+            enrol_token=hidden(step, "enrol_token"),
+            code=code,
+        )
+
+    step, secret = await password_step()
+    r = await post_code(step, wrong_code(secret))
+    assert r.code == 403
+    assert "That code is not right" in alert(r)
+    assert (await user_row(hub, "admin")).totp_secret is None  # type: ignore[union-attr]
+    step, secret = await password_step()  # a new key each time until one is confirmed
+    r = await post_code(step, code_for(secret, None))
+    assert r.code == 302, alert(r)
+    assert LOGIN_COOKIE in browser.cookies
+    user = await user_row(hub, "admin")
+    assert user is not None
+    assert user.totp_secret is not None
+    assert "user.totp_enable" in await actions(hub, "admin")
+    # from now on, the usual code form
+    again = Browser(hub)
+    step = await again.login("admin", ADMIN_PASSWORD)
+    assert step.code == 200
+    assert "must use two-step login" not in step.body.decode()
+    assert "enrol_token" not in step.body.decode()

@@ -173,3 +173,20 @@ async def test_two_step_login(hub_factory: HubFactory, shots: Path) -> None:
         await page.wait_for_url(hub.url + "spawn/ann")
         await page.screenshot(path=str(shots / "5-logged-in.png"))
         assert not console, console
+
+
+async def test_admin_sets_up_two_step_login_at_login(hub_factory: HubFactory, shots: Path) -> None:
+    hub = await hub_factory(config="c.NativeAuthenticator.require_totp_for_admins = True\n")
+    async with browser_page() as page:
+        console = complaints(page)
+        await log_in(page, hub, "admin", ADMIN_PASSWORD)
+        assert "must use two-step login" in await page.locator("main").inner_text()
+        qr = page.get_by_role("img", name="QR code for setting up two-step login for admin")
+        assert await qr.evaluate("img => img.complete && img.naturalWidth > 100")
+        await page.screenshot(path=str(shots / "1-admin-enrol.png"), full_page=True)
+        await accessible_at_both_widths(page, shots, "1-admin-enrol")
+        secret = (await page.locator(".secret").inner_text()).replace(" ", "")
+        await page.get_by_label("Code").fill(pyotp.TOTP(secret).now())
+        await page.get_by_role("button", name="Log in").click()
+        await page.wait_for_url(hub.url + "spawn/admin")
+        assert not console, console

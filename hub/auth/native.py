@@ -25,7 +25,7 @@ from traitlets import Bool, Integer, TraitError, Unicode, validate
 
 from hub.auth import account, totp
 from hub.auth.base import Authenticator, Identity, LoginOutcome, NextStep, Refused
-from hub.auth.crypto import DecryptError
+from hub.auth.crypto import Crypter, DecryptError
 from hub.auth.passwords import MAX_LENGTH, PasswordRules, load_extra_list
 from hub.errors import BadRequest
 from hub.secrets_hash import password_matches
@@ -88,6 +88,11 @@ class NativeAuthenticator(Authenticator):
         1000,
         help="Sign-up requests that may wait for approval at once; further ones are "
         "refused until admins have decided on some.",
+    ).tag(config=True)
+    require_totp_for_admins = Bool(
+        False,
+        help="Admins must use two-step login: an admin without it is shown the set-up "
+        "(a QR code to scan) after their password, and logs in once a code confirms it.",
     ).tag(config=True)
     totp_issuer = Unicode(
         "",
@@ -171,23 +176,44 @@ class NativeAuthenticator(Authenticator):
         factor = await handler.db.run(totp.second_factor, name)
         if factor is not None and factor.secret is not None:
             return self._ask_code(handler, name, factor.cookie_id)
+        if factor is not None and self._must_enrol(name, factor):
+            return self._ask_code(handler, name, factor.cookie_id, enrol=True)
         return Identity(name=name)
 
-    def _ask_code(self, handler: PageHandler, name: str, cookie_id: str) -> NextStep:
+    def _must_enrol(self, name: str, factor: totp.SecondFactor) -> bool:
+        return self.require_totp_for_admins and (factor.admin or name in self.admin_users)
+
+    def issuer(self, handler: PageHandler) -> str:
+        return self.totp_issuer or handler.hub.branding.title or "Atrium"
+
+    def _ask_code(
+        self, handler: PageHandler, name: str, cookie_id: str, enrol: bool = False
+    ) -> NextStep:
+        """The code form; with `enrol`, first the set-up of two-step login (admins who
+        must have it), confirmed by the same code."""
         token = handler.create_signed_value(
             totp.PENDING_COOKIE_NAME, totp.pending_value(name, cookie_id)
         ).decode()
-        return NextStep(
-            TOTP_TEMPLATE,
-            {
-                "title": "Two-step login",
-                "username": name,
-                "pending": token,
-                "authenticator": self.ident,
-                "next": handler.get_query_argument("next", "")[:2000],
-                "error": "",
-            },
-        )
+        values: dict[str, Any] = {
+            "title": "Two-step login",
+            "username": name,
+            "pending": token,
+            "authenticator": self.ident,
+            "next": handler.get_query_argument("next", "")[:2000],
+            "error": "",
+            "enrol": None,
+        }
+        crypter = handler.hub.auth.totp_crypter
+        if enrol and crypter is not None:
+            secret = totp.new_secret()
+            uri = totp.provisioning_uri(secret, name, self.issuer(handler))
+            values["enrol"] = {
+                "token": totp.enrolment_token(crypter, name, secret),
+                "grouped": totp.grouped(secret),
+                "uri": uri,
+                "qr": totp.qr_data_uri(uri),
+            }
+        return NextStep(TOTP_TEMPLATE, values)
 
     async def _code_step(self, handler: PageHandler, form: Mapping[str, str]) -> LoginOutcome:
         secret_key = handler.application.settings["cookie_secret"]
@@ -208,12 +234,15 @@ class NativeAuthenticator(Authenticator):
         if (
             factor is None
             or factor.blocked
-            or factor.secret is None
             or not totp.fingerprint_matches(factor.cookie_id, fingerprint)
         ):
-            # logged out everywhere, blocked or reset since the password step
+            # logged out everywhere or blocked since the password step
             return Refused(CODE_EXPIRED, guess=False)
         crypter = handler.hub.auth.totp_crypter
+        if factor.secret is None:
+            if not self._must_enrol(name, factor) or crypter is None:
+                return Refused(CODE_EXPIRED, guess=False)  # reset since the password step
+            return await self._enrol_step(handler, name, crypter, form)
         try:
             if crypter is None:
                 raise DecryptError("no TOTP key")
@@ -228,4 +257,19 @@ class NativeAuthenticator(Authenticator):
         if not await handler.db.run(totp.use_step, name, step):
             # the same code won a moment ago in another request
             return Refused(CODE_USED, guess=True)
+        return Identity(name=name)
+
+    async def _enrol_step(
+        self, handler: PageHandler, name: str, crypter: Crypter, form: Mapping[str, str]
+    ) -> LoginOutcome:
+        """An admin who must use two-step login set it up on the login page: the code
+        confirms the new secret, which is stored, and the login completes."""
+        try:
+            secret = totp.read_enrolment(crypter, form.get("enrol_token", ""), name)
+        except BadRequest:
+            return Refused(CODE_EXPIRED, guess=True)
+        step = totp.matching_step(secret, form.get("code", ""), None)
+        if step is None:
+            return Refused(CODE_WRONG, guess=True)
+        await handler.db.run(totp.enable_if_off, name, crypter.encrypt(secret.encode()), step)
         return Identity(name=name)

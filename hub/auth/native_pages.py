@@ -160,7 +160,11 @@ class SignupPage(NativePage):
         if not raw:
             raise BadRequest("Choose a username.")
         name = self.auth.normalize_username(raw)
-        if name in self.auth.blocked_users:
+        # a name an admin list holds would make its taker an admin at their first login
+        reserved = set(self.auth.blocked_users)
+        for other in self.hub.auth.authenticators:
+            reserved.update(other.admin_users)
+        if name in reserved:
             raise BadRequest(f"The username {name} is not available. Choose another one.")
         password = self.field("password")
         if password != self.field("password_again"):
@@ -260,9 +264,6 @@ class TotpPage(NativePage):
             raise AtriumError("Two-step login is not available on this hub.")
         return crypter
 
-    def issuer(self) -> str:
-        return self.auth.totp_issuer or self.hub.branding.title or "Atrium"
-
     async def _show(self, req: Requester, status: int = 200, **values: Any) -> None:
         has_password = await self.db.run(account.has_password, req.name)
         enabled = has_password and await self.db.run(totp.has_totp, req.name)
@@ -275,10 +276,10 @@ class TotpPage(NativePage):
             else:
                 secret = totp.new_secret()
                 token = totp.enrolment_token(self.crypter, req.name, secret)
-            uri = totp.provisioning_uri(secret, req.name, self.issuer())
+            uri = totp.provisioning_uri(secret, req.name, self.auth.issuer(self))
             values.update(
                 secret=secret,
-                grouped=" ".join(secret[i : i + 4] for i in range(0, len(secret), 4)),
+                grouped=totp.grouped(secret),
                 uri=uri,
                 qr=totp.qr_data_uri(uri),
                 enrol_token=token,

@@ -146,17 +146,18 @@ class SecondFactor:
     last_step: int | None
     cookie_id: str
     blocked: bool
+    admin: bool = False
 
 
 def second_factor(session: Session, name: str) -> SecondFactor | None:
     row = session.execute(
-        select(User.totp_secret, User.totp_last_step, User.cookie_id, User.blocked).where(
-            User.name == name
-        )
+        select(
+            User.totp_secret, User.totp_last_step, User.cookie_id, User.blocked, User.admin
+        ).where(User.name == name)
     ).first()
     if row is None:
         return None
-    return SecondFactor(row[0], row[1], row[2], row[3])
+    return SecondFactor(row[0], row[1], row[2], row[3], row[4])
 
 
 def use_step(session: Session, name: str, step: int) -> bool:
@@ -180,6 +181,25 @@ def enable(session: Session, name: str, encrypted: bytes, step: int) -> None:
     user.totp_secret = encrypted
     user.totp_last_step = step
     audit.record(session, name, "user.totp_enable", name)
+
+
+def enable_if_off(session: Session, name: str, encrypted: bytes, step: int) -> bool:
+    """Store a second factor confirmed at login (admins who must have one), unless one
+    was stored meanwhile; True if this one was."""
+    result = session.execute(
+        update(User)
+        .where(User.name == name, User.totp_secret.is_(None))
+        .values(totp_secret=encrypted, totp_last_step=step)
+    )
+    stored = bool(getattr(result, "rowcount", 0))
+    if stored:
+        audit.record(session, name, "user.totp_enable", name)
+    return stored
+
+
+def grouped(secret: str) -> str:
+    """A base32 secret in groups of four, to type by hand."""
+    return " ".join(secret[i : i + 4] for i in range(0, len(secret), 4))
 
 
 def disable(session: Session, actor: str, name: str, action: str = "user.totp_disable") -> bool:
