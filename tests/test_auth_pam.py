@@ -96,7 +96,7 @@ async def test_wrong_password_and_unknown_account_get_the_same_answer(
         "a wrong password": (name, "Not-the-password-1"),
         "an unknown account": ("atrtestnosuchacct", PASSWORD),
         "a name no account can have": ("ann smith", PASSWORD),
-        # a system account (uid < min_uid): its password is never even tried
+        # a system account (uid < min_uid): its password is never tried
         "root": ("root", PASSWORD),
     }
     for what, (user, password) in typed.items():
@@ -108,6 +108,21 @@ async def test_wrong_password_and_unknown_account_get_the_same_answer(
     answer = await client.log_in("pam", name, "")
     assert (answer.status, answer.error) == (403, WRONG)
     hub_logs.assert_no_secrets(PASSWORD, "Not-the-password-1")
+
+
+async def test_system_accounts_below_min_uid_are_refused(
+    unix_users: UnixUsers, hub_factory: HubFactory
+) -> None:
+    system = f"atrtestsys{unix_users.group()[-6:]}"
+    sh("useradd", "--system", system)
+    unix_users.users.append(system)
+    set_password(system)
+    assert pwd.getpwnam(system).pw_uid < 1000
+    hub = await pam_hub(hub_factory)
+    answer = await FormClient(hub).log_in("pam", system, PASSWORD)
+    assert (answer.status, answer.error) == (403, WRONG)
+    hub = await pam_hub(hub_factory, "c.PAMAuthenticator.min_uid = 100\n")
+    assert (await FormClient(hub).log_in("pam", system, PASSWORD)).status == 302
 
 
 async def test_locked_and_expired_accounts_are_refused(

@@ -357,11 +357,11 @@ class PAMAuthenticator(Authenticator):
 
     def _check(self, name: str | None, typed: str, password: str, rhost: str) -> Check | Account:
         """In a worker thread: the account if PAM accepts it, else why not."""
-        account = find_account(name) if name else None
-        if account is not None and account.uid < self.min_uid:
-            log.info("PAM login for %s refused: uid %d < min_uid", name, account.uid)
-            account = None
-        if account is None and name and typed != name and find_account(typed) is not None:
+        found = find_account(name) if name else None
+        account = found if found is not None and found.uid >= self.min_uid else None
+        if found is not None and account is None:
+            log.info("PAM login for %s refused: uid %d < min_uid", name, found.uid)
+        if found is None and name and typed != name and find_account(typed) is not None:
             log.warning(
                 "A login as %r failed: its Unix account has capital letters (or another "
                 "name than the hub's %r), and hub names are lower case; rename the account "
@@ -369,9 +369,12 @@ class PAMAuthenticator(Authenticator):
                 bounded(typed, 40),
                 name,
             )
+        # an unknown name goes to PAM as it is (its modules log it, pam_faillock counts
+        # it); a system account's password is never tried
+        asked = account.name if account is not None else (name if found is None else None)
         start = time.monotonic()
         outcome, code = pam_check(
-            account.name if account is not None else name or NO_ACCOUNT,
+            asked or NO_ACCOUNT,
             password,
             self.service,
             self.encoding,
@@ -386,7 +389,10 @@ class PAMAuthenticator(Authenticator):
             return Check.WRONG
         self.cost.record(took, failed=outcome is Check.WRONG)
         if outcome is not Check.OK:
-            log.info("PAM (%s) refused %s: %s (code %d)", self.service, name, outcome.value, code)
+            level = logging.DEBUG if outcome is Check.WRONG else logging.INFO
+            log.log(
+                level, "PAM (%s) refused %s: %s (code %d)", self.service, name, outcome.value, code
+            )
             return outcome
         return account
 
