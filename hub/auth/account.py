@@ -84,14 +84,18 @@ def check_change(password: str, again: str, name: str, rules: PasswordRules) -> 
     check_new_password(password, name, rules)
 
 
-def set_by_admin(session: Session, req: Requester, name: str, new_hash: str, provider: str) -> str:
+def set_by_admin(
+    session: Session, req: Requester, name: str, new_hash: str, provider: str | None
+) -> str:
     """An admin gives `name` a password (checked and hashed by the caller): a first one
     for an account made without, or a new one for someone who forgot theirs. Their
-    logins end. Accounts another authenticator logs in are refused. Returns the name."""
+    logins end. Accounts another authenticator logs in are refused (`provider`, the
+    native authenticator's id; None offline, where the config is not read, and an
+    account of another authenticator stays closed to passwords anyway). Returns the name."""
     user = find_visible_user(session, req, name, ["admin:users"])
     if user.admin and not req.is_full_admin():
         raise Forbidden("Only admins can change other admins")
-    if user.auth_provider not in (None, provider):
+    if provider is not None and user.auth_provider not in (None, provider):
         raise BadRequest(
             f"{user.name} logs in with {user.auth_provider}: the hub keeps no password for them"
         )

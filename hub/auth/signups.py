@@ -118,7 +118,12 @@ def create_account(session: Session, new: NewAccount, provider: str) -> None:
 
 
 def _make_user(
-    session: Session, name: str, password_hash: str, full_name: str, email: str, provider: str
+    session: Session,
+    name: str,
+    password_hash: str,
+    full_name: str,
+    email: str,
+    provider: str | None,
 ) -> User:
     user = User(
         name=name,
@@ -186,8 +191,10 @@ def _request_row(session: Session, name: str) -> SignupRequest:
     return row
 
 
-def approve(session: Session, req: Requester, name: str, provider: str) -> str:
-    """Make the user a request asked for, with its password; returns the name."""
+def approve(session: Session, req: Requester, name: str, provider: str | None) -> str:
+    """Make the user a request asked for, with its password; returns the name.
+    `provider` is the native authenticator's id (None offline, where the config is not
+    read: the first login records it)."""
     require_signup_admin(req)
     row = _request_row(session, name)
     if session.scalar(select(User.id).where(User.name == row.name)) is not None:

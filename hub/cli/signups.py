@@ -120,7 +120,7 @@ def set_password(args: argparse.Namespace, rt: Runtime) -> None:
             check_new_password(password, validate_username(args.name))
         except BadRequest as e:
             raise CLIError(e.message) from None
-        _offline(rt, account.set_by_admin, args.name, hash_password(password), "native")
+        _offline(rt, account.set_by_admin, args.name, hash_password(password), None)
     else:
         from hub.cli.rest import RestBackend
 
@@ -205,7 +205,7 @@ def _decide_one(rt: Runtime, name: str, approve: bool) -> None:
         from hub.auth import signups
 
         if approve:
-            _offline(rt, signups.approve, name, "native")
+            _offline(rt, signups.approve, name, None)
         else:
             _offline(rt, signups.reject, name)
         return
