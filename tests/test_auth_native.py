@@ -784,3 +784,37 @@ async def test_admins_can_be_made_to_use_totp(hub_factory: HubFactory) -> None:
     assert step.code == 200
     assert "must use two-step login" not in step.body.decode()
     assert "enrol_token" not in step.body.decode()
+
+
+async def test_logins_and_codes_wait_when_throttled(hub_factory: HubFactory) -> None:
+    hub = await hub_factory(config=SIGNUP)
+    await hub.add_user("ann", password=PASSWORD)
+    browser = Browser(hub)
+    assert (await browser.login("ann")).code == 302
+    secret = await enrol(hub, browser)
+    # the password step passed; then the account waits (as after many wrong codes)
+    other = Browser(hub)
+    step = await other.login("ann")
+    assert step.code == 200
+    await hold(hub, "acct:ann")
+    used = await last_step(hub, "ann")
+    r = await post_form(
+        other,
+        "/hub/login",
+        authenticator="native",
+        username="ann",
+        totp_pending=hidden(step, "totp_pending"),
+        code=code_for(secret, used),
+    )
+    assert r.code == 429
+    assert 500 < int(r.headers["Retry-After"]) <= 600
+    assert "Too many failed logins" in alert(r)
+    assert LOGIN_COOKIE not in other.cookies
+    # the code was not looked at, so it was not used up
+    assert await last_step(hub, "ann") == used
+    # a waiting sign-up request gets no hint while its address or name waits either
+    assert (await sign_up(Browser(hub), "zed")).code == 201
+    await hold(hub, "acct:zed")
+    r = await Browser(hub).login("zed", PASSWORD)
+    assert r.code == 429
+    assert "waiting for approval" not in r.body.decode()
