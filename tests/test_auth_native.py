@@ -21,6 +21,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from hub.auth import totp
 from hub.auth.passwords import PasswordRules, check_new_password, load_extra_list
 from hub.auth.throttle import address_key
 from hub.db.models import APIToken, AuditEvent, LoginThrottle, SignupRequest, User
@@ -818,3 +819,32 @@ async def test_logins_and_codes_wait_when_throttled(hub_factory: HubFactory) -> 
     r = await Browser(hub).login("zed", PASSWORD)
     assert r.code == 429
     assert "waiting for approval" not in r.body.decode()
+
+
+async def test_a_secret_the_hub_cannot_read(hub_factory: HubFactory, hub_logs: LogCapture) -> None:
+    # as after the cookie secret (from which the TOTP key is derived) was replaced
+    hub = await hub_factory()
+    await hub.add_user("ann", password=PASSWORD)
+    await hub.db.run(totp.enable, "ann", b"gAAAA-not-a-token-this-hub-made", 1)
+    browser = Browser(hub)
+    step = await browser.login("ann")
+    assert step.code == 200
+    r = await post_form(
+        browser,
+        "/hub/login",
+        authenticator="native",
+        username="ann",
+        totp_pending=hidden(step, "totp_pending"),
+        code="123456",
+    )
+    assert r.code == 403
+    assert "Ask an admin to reset it" in alert(r)
+    assert LOGIN_COOKIE not in browser.cookies
+    # an admin resets it, and the password logs her in again
+    assert (await hub.api("DELETE", "/users/ann/totp")).status == 204
+    assert (await browser.login("ann")).code == 302
+    await hub.db.run(totp.enable, "ann", b"gAAAA-not-a-token-this-hub-made", 1)
+    r = await post_form(browser, "/hub/totp", action="disable", password=PASSWORD, code="123456")
+    assert r.code == 409
+    assert "Ask an admin to reset it" in alert(r)
+    assert "Traceback" not in hub_logs.text()

@@ -19,7 +19,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from hub.auth import account, signups, throttle, totp
-from hub.auth.crypto import Crypter
+from hub.auth.crypto import Crypter, DecryptError
 from hub.auth.native_admin import SignupsAdminPage
 from hub.auth.passwords import check_new_password
 from hub.errors import AtriumError, BadRequest, Conflict, NotFound
@@ -354,7 +354,16 @@ class TotpPage(NativePage):
         if factor is None or factor.secret is None:
             await self._show(req, 409, error="Two-step login is off already.")
             return
-        secret = self.crypter.decrypt(factor.secret).decode()
+        try:
+            secret = self.crypter.decrypt(factor.secret).decode()
+        except (DecryptError, UnicodeError):
+            await self._show(
+                req,
+                409,
+                error="Your two-step login can no longer be checked (the hub's keys changed). "
+                "Ask an admin to reset it.",
+            )
+            return
         step = totp.matching_step(secret, self.field("code"), factor.last_step)
         if step is None or not await self.db.run(totp.use_step, req.name, step):
             await self.db.run(throttle.record_failure, self.hub.auth.throttle, keys)
