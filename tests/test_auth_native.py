@@ -848,3 +848,20 @@ async def test_a_secret_the_hub_cannot_read(hub_factory: HubFactory, hub_logs: L
     assert r.code == 409
     assert "Ask an admin to reset it" in alert(r)
     assert "Traceback" not in hub_logs.text()
+
+
+def test_codes_one_step_either_side_each_once() -> None:
+    secret = pyotp.random_base32()
+    code = pyotp.TOTP(secret)
+    now = 1_800_000_000.0
+    step = code.timecode(now)  # type: ignore[arg-type]
+    for offset, accepted in ((-2, False), (-1, True), (0, True), (1, True), (2, False)):
+        found = totp.matching_step(secret, code.generate_otp(step + offset), None, now=now)
+        assert (found == step + offset) is accepted, offset
+    current = code.generate_otp(step)
+    assert totp.matching_step(secret, current[:3] + " " + current[3:], None, now=now) == step
+    # the step used last, and any before it, are spent
+    assert totp.matching_step(secret, current, step, now=now) is None
+    assert totp.matching_step(secret, current, step - 1, now=now) == step
+    for typed in ("", "12345", "1234567", "abcdef", "\uff11\uff12\uff13\uff14\uff15\uff16"):
+        assert totp.matching_step(secret, typed, None, now=now) is None
