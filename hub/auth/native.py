@@ -79,7 +79,7 @@ class NativeAuthenticator(Authenticator):
         "line (compared without regard to case), e.g. the class's name and its variants.",
     ).tag(config=True)
     signups_per_address = Integer(
-        20,
+        50,
         help="Sign-up posts one client address may make before it must wait (a delay that "
         "doubles with each further post, as for failed logins). High enough for a class "
         "signing up together behind one address.",
