@@ -219,6 +219,15 @@ def hub_argv(tmp_path: Path, db_url: str, **settings: Any) -> list[str]:
     return argv
 
 
+def _ensure_test_admin(session: Any) -> None:
+    from sqlalchemy import select
+
+    from hub.db.models import User
+
+    if session.scalar(select(User.id).where(User.name == "admin")) is None:
+        session.add(User(name="admin", admin=True, cookie_id="test-admin-cookie"))
+
+
 @dataclass
 class HubFactory:
     tmp_path: Path
@@ -252,6 +261,9 @@ class HubFactory:
         state.orchestrator.hub_url = f"http://127.0.0.1:{port}"
         if state.proxy is not None:  # c.Hub.proxy set: start or adopt it, routes to this hub
             await state.proxy.start(f"http://127.0.0.1:{port}")
+        # the first admin is a native account; hubs without native logins get one here
+        # so that every test has an admin token
+        await state.db.run(_ensure_test_admin)
         model = await state.db.run(token_ops.create_token, state.ctx, None, "admin", {})
         return RunningHub(
             f"http://127.0.0.1:{port}{app.settings.base_url}hub/", state, model["token"], app

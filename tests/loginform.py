@@ -16,25 +16,6 @@ from tornado.httpclient import HTTPResponse
 from tests.conftest import RunningHub
 from tests.test_pages import Browser
 
-
-def with_api_admin(db_url: str) -> str:
-    """`db_url` with an admin account named 'admin' in it, for hubs without native
-    accounts: `hub_factory` gives its API token to 'admin', whom only the native
-    authenticator's first start makes."""
-    from hub.db.engine import Database
-    from hub.db.models import User
-    from hub.ops.users import new_cookie_id
-
-    db = Database(db_url)
-    try:
-        with db.session() as session:
-            session.add(User(name="admin", admin=True, blocked=False, cookie_id=new_cookie_id()))
-            session.commit()
-    finally:
-        db.close()
-    return db_url
-
-
 _ERROR = re.compile(r'<p class="error" role="alert">(.*?)</p>', re.S)
 
 

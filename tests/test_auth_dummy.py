@@ -11,12 +11,12 @@ from hub.auth.login import WRONG
 from hub.auth.registry import load_authenticators
 from hub.errors import ConfigError
 from tests.conftest import HubFactory
-from tests.loginform import FormClient, with_api_admin
+from tests.loginform import FormClient
 
 
 @pytest.fixture
 def db_url(sqlite_db_url: str) -> str:
-    return with_api_admin(sqlite_db_url)
+    return sqlite_db_url
 
 
 def load(hub_ip: str, **settings: object) -> DummyAuthenticator:

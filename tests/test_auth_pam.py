@@ -22,7 +22,7 @@ from hub.auth.pam import EXPIRED, MUST_CHANGE, PAMAuthenticator
 from hub.auth.registry import load_authenticators
 from hub.errors import ConfigError
 from tests.conftest import HubFactory, LogCapture, RunningHub
-from tests.loginform import FormClient, with_api_admin
+from tests.loginform import FormClient
 from tests.unixusers import UnixUsers
 
 PASSWORD = "Pam-test-pass-7391"
@@ -31,7 +31,7 @@ PASSWORD = "Pam-test-pass-7391"
 @pytest.fixture
 def db_url(sqlite_db_url: str) -> str:
     """SQLite only: the database backend does not matter here."""
-    return with_api_admin(sqlite_db_url)
+    return sqlite_db_url
 
 
 def sh(*argv: str, stdin: str | None = None) -> None:

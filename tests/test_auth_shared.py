@@ -21,7 +21,7 @@ from hub.auth.shared import SharedPasswordAuthenticator
 from hub.errors import ConfigError
 from tests.browser import browser_page, watch_console
 from tests.conftest import HubFactory, LogCapture, RunningHub
-from tests.loginform import FormClient, with_api_admin
+from tests.loginform import FormClient
 
 USER_PASSWORD = "workshop-pass-2026"
 ADMIN_PASSWORD = "instructors-only-a1b2c3d4e5f6g7h8i9"  # at least 32 characters
@@ -29,7 +29,7 @@ ADMIN_PASSWORD = "instructors-only-a1b2c3d4e5f6g7h8i9"  # at least 32 characters
 
 @pytest.fixture
 def db_url(sqlite_db_url: str) -> str:
-    return with_api_admin(sqlite_db_url)
+    return sqlite_db_url
 
 
 @pytest.fixture(autouse=True)

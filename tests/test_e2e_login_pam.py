@@ -18,7 +18,6 @@ import pytest
 from hub.auth.login import WRONG
 from tests.browser import browser_page, watch_console
 from tests.conftest import HubFactory, behind_atrium_proxy, missing_part
-from tests.loginform import with_api_admin
 from tests.test_auth_pam import PASSWORD, account
 from tests.unixusers import UnixUsers
 
@@ -28,7 +27,7 @@ LOAD = 90_000  # ms: a server's first start on a busy machine
 
 @pytest.fixture
 def db_url(sqlite_db_url: str) -> str:
-    return with_api_admin(sqlite_db_url)
+    return sqlite_db_url
 
 
 def uids_of(pid: int) -> set[int]:

@@ -188,11 +188,16 @@ class LoginHandler(LoginPage):
         self.show_login(logged_out=self.get_query_argument("logged_out", "") == "1")
 
     def _form(self) -> dict[str, str]:
-        return {
-            key: self.get_body_argument(key, "")[:MAX_FIELD]
+        """The posted fields as typed: a password may begin or end with a space (only the
+        username is trimmed)."""
+        form = {
+            key: self.get_body_argument(key, "", strip=False)[:MAX_FIELD]
             for key in self.request.body_arguments
             if key != "_xsrf"
         }
+        if "username" in form:
+            form["username"] = form["username"].strip()
+        return form
 
     async def post(self) -> None:
         form = self._form()
