@@ -579,6 +579,8 @@ async def test_totp_enrol_login_replay_and_disable(
     r = await code_login(hub, fresh, wrong_code(secret))
     assert r.code == 403
     assert "That code is not right" in alert(r)
+    # the code form again, to try another code without typing the password again
+    assert hidden(r, "totp_pending")
     assert LOGIN_COOKIE not in fresh.cookies
     [row] = await rows(hub, LoginThrottle, LoginThrottle.key == "acct:ann")
     assert row.failures == 1  # a wrong code is a guess

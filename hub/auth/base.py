@@ -83,6 +83,8 @@ class NextStep:
     template: str
     values: Mapping[str, Any] = field(default_factory=dict)
     status: int = 200
+    # the step is shown again after a failed guess (a wrong code): counted by the throttle
+    guess: bool = False
 
 
 LoginOutcome = Identity | Refused | NextStep | None

@@ -136,7 +136,11 @@ class LoginPage(LandingPage):
         the login page (or the next step) with the reason. Returns the accepted user;
         `on_success` runs before the redirect is sent (it may still set cookies)."""
         if isinstance(outcome, NextStep):
-            self.page(outcome.template, outcome.status, **dict(outcome.values))
+            if outcome.guess:
+                LOGINS.labels(auth.ident, "failure").inc()
+                log.info("Failed login step with %s for %r", auth.ident, bounded(typed_name, 60))
+            values = {"next": next_url, **dict(outcome.values)}
+            self.page(outcome.template, outcome.status, **values)
             return None
         if isinstance(outcome, Refused):
             LOGINS.labels(auth.ident, "refused").inc()
@@ -223,8 +227,11 @@ class LoginHandler(LoginPage):
             return
         outcome = await auth.authenticate(self, form)
         if isinstance(outcome, NextStep):
-            # a step passed (the password); the next one is throttled on its own post
+            # a step passed (the password), or the step is shown again after a wrong
+            # answer (counted); the next post is throttled on its own
             await self.complete_login(auth, outcome, self.next_url(), typed)
+            if outcome.guess:
+                await self.db.run(throttle.record_failure, self.auth.throttle, keys)
             return
 
         async def succeeded(accepted: Accepted) -> None:

@@ -187,7 +187,12 @@ class NativeAuthenticator(Authenticator):
         return self.totp_issuer or handler.hub.branding.title or "Atrium"
 
     def _ask_code(
-        self, handler: PageHandler, name: str, cookie_id: str, enrol: bool = False
+        self,
+        handler: PageHandler,
+        name: str,
+        cookie_id: str,
+        enrol: bool = False,
+        error: str = "",
     ) -> NextStep:
         """The code form; with `enrol`, first the set-up of two-step login (admins who
         must have it), confirmed by the same code."""
@@ -200,7 +205,7 @@ class NativeAuthenticator(Authenticator):
             "pending": token,
             "authenticator": self.ident,
             "next": handler.get_query_argument("next", "")[:2000],
-            "error": "",
+            "error": error,
             "enrol": None,
         }
         crypter = handler.hub.auth.totp_crypter
@@ -213,6 +218,9 @@ class NativeAuthenticator(Authenticator):
                 "uri": uri,
                 "qr": totp.qr_data_uri(uri),
             }
+        if error:
+            # a wrong code: the code form again, counted as a failed guess
+            return NextStep(TOTP_TEMPLATE, values, status=403, guess=True)
         return NextStep(TOTP_TEMPLATE, values)
 
     async def _code_step(self, handler: PageHandler, form: Mapping[str, str]) -> LoginOutcome:
@@ -253,10 +261,11 @@ class NativeAuthenticator(Authenticator):
         step = totp.matching_step(secret, code, factor.last_step)
         if step is None:
             used = totp.matching_step(secret, code, None) is not None
-            return Refused(CODE_USED if used else CODE_WRONG, guess=True)
+            message = CODE_USED if used else CODE_WRONG
+            return self._ask_code(handler, name, factor.cookie_id, error=message)
         if not await handler.db.run(totp.use_step, name, step):
             # the same code won a moment ago in another request
-            return Refused(CODE_USED, guess=True)
+            return self._ask_code(handler, name, factor.cookie_id, error=CODE_USED)
         return Identity(name=name)
 
     async def _enrol_step(

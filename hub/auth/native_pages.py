@@ -50,7 +50,12 @@ class NativePage(PageHandler):
         self.auth = auth
 
     def field(self, name: str) -> str:
+        """A posted field, trimmed (names, codes, tokens)."""
         return self.get_body_argument(name, "")[:MAX_FIELD]
+
+    def secret_field(self, name: str) -> str:
+        """A posted password as typed: it may begin or end with a space, as at login."""
+        return self.get_body_argument(name, "", strip=False)[:MAX_FIELD]
 
     def address(self) -> str:
         return self.request.remote_ip or ""
@@ -166,8 +171,8 @@ class SignupPage(NativePage):
             reserved.update(other.admin_users)
         if name in reserved:
             raise BadRequest(f"The username {name} is not available. Choose another one.")
-        password = self.field("password")
-        if password != self.field("password_again"):
+        password = self.secret_field("password")
+        if password != self.secret_field("password_again"):
             raise BadRequest("The two passwords are not the same. Type the same one twice.")
         check_new_password(password, name, self.auth.password_rules)
         full_name = signups.check_full_name(typed["full_name"])
@@ -215,13 +220,15 @@ class PasswordPage(NativePage):
                 "trying again.",
             )
             return
-        if not await self.right_password(req.name, self.field("current"), keys):
+        if not await self.right_password(req.name, self.secret_field("current"), keys):
             log.info("Password change for %s refused: wrong current password", req.name)
             self._show(req, has, 403, error=WRONG_PASSWORD)
             return
-        new = self.field("new")
+        new = self.secret_field("new")
         try:
-            account.check_change(new, self.field("new_again"), req.name, self.auth.password_rules)
+            account.check_change(
+                new, self.secret_field("new_again"), req.name, self.auth.password_rules
+            )
         except BadRequest as e:
             self._show(req, has, 400, error=e.message)
             return
@@ -347,7 +354,7 @@ class TotpPage(NativePage):
                 "trying again.",
             )
             return
-        if not await self.right_password(req.name, self.field("password"), keys):
+        if not await self.right_password(req.name, self.secret_field("password"), keys):
             await self._show(req, 403, error=WRONG_PASSWORD)
             return
         factor = await self.db.run(totp.second_factor, req.name)
