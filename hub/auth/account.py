@@ -13,15 +13,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, and_, delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub.auth.passwords import PasswordRules, check_new_password
-from hub.db.models import APIToken, OAuthCode, SignupRequest, User
+from hub.db.models import SignupRequest, User
 from hub.errors import BadRequest, Forbidden, NotFound
 from hub.log import bounded
 from hub.ops import audit
-from hub.ops.users import find_visible_user, new_cookie_id
+from hub.ops.users import end_logins, find_visible_user
 from hub.rbac.access import Requester
 
 
@@ -66,12 +66,7 @@ def change_password(
     if user is None or user.password_hash is None:
         raise NotFound(f"{bounded(name, 64)} has no password on this hub")
     user.password_hash = new_hash
-    user.cookie_id = new_cookie_id()
-    other: ColumnElement[bool] = APIToken.session_id.is_not(None)
-    if keep_session:
-        other = and_(other, APIToken.session_id != keep_session)
-    session.execute(delete(APIToken).where(APIToken.user_id == user.id, other))
-    session.execute(delete(OAuthCode).where(OAuthCode.user_id == user.id))
+    end_logins(session, user, keep_session)
     audit.record(session, name, "user.password_change", name)
     session.flush()
     return user.cookie_id
@@ -100,11 +95,7 @@ def set_by_admin(
             f"{user.name} logs in with {user.auth_provider}: the hub keeps no password for them"
         )
     user.password_hash = new_hash
-    user.cookie_id = new_cookie_id()
-    session.execute(
-        delete(APIToken).where(APIToken.user_id == user.id, APIToken.session_id.is_not(None))
-    )
-    session.execute(delete(OAuthCode).where(OAuthCode.user_id == user.id))
+    end_logins(session, user)
     audit.record(session, req.name, "user.password_set", user.name)
     session.flush()
     return user.name

@@ -290,14 +290,17 @@ def _active_server_count(session: Session, user_id: int) -> int:
     )
 
 
-def _end_logins(session: Session, user: User) -> None:
+def end_logins(session: Session, user: User, keep_session: str | None = None) -> None:
     """Log a user out everywhere: a new cookie id (every hub cookie stops working) and
     no more tokens or codes from their login sessions (open JupyterLab tabs lose
-    access). Tokens made through the API stay, unusable while the user is blocked."""
+    access). Tokens made through the API stay (unusable while the user is blocked).
+    `keep_session`: the login session (and its tokens) to spare; the caller gives that
+    browser a cookie with the new id."""
     user.cookie_id = new_cookie_id()
-    session.execute(
-        delete(APIToken).where(APIToken.user_id == user.id, APIToken.session_id.is_not(None))
-    )
+    ended: ColumnElement[bool] = APIToken.session_id.is_not(None)
+    if keep_session:
+        ended = and_(ended, APIToken.session_id != keep_session)
+    session.execute(delete(APIToken).where(APIToken.user_id == user.id, ended))
     session.execute(delete(OAuthCode).where(OAuthCode.user_id == user.id))
 
 
@@ -306,7 +309,7 @@ def update_user(
 ) -> dict[str, Any]:
     """Change a user's name, admin flag, groups or blocked flag.
 
-    Blocking (admins only, never oneself) ends the user's logins (`_end_logins`);
+    Blocking (admins only, never oneself) ends the user's logins (`end_logins`);
     their tokens stop working because blocked users' credentials resolve to no one
     (`hub.ops.identity`). Their running servers are stopped by the caller, which
     has the orchestrator (`hub.api.users.patch_user`). A user with a server running
@@ -374,7 +377,7 @@ def update_user(
     if blocked is not None:
         user.blocked = blocked
         if blocked:
-            _end_logins(session, user)
+            end_logins(session, user)
         audit.record(session, req.name, "user.block" if blocked else "user.unblock", user.name)
     session.flush()
     return get_user(session, ctx, req, user.name)
