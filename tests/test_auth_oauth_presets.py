@@ -29,7 +29,7 @@ from tests.oauthprovider import (
 )
 from tests.oidcprovider import add_admin
 from tests.test_auth_login import _error
-from tests.visitor import Page, Visitor
+from tests.visitor import Page, Visitor, refused
 
 
 @pytest.fixture
@@ -86,14 +86,6 @@ async def user(hub: RunningHub, name: str) -> dict[str, Any] | None:
 
 async def user_names(hub: RunningHub) -> list[str]:
     return sorted(u["name"] for u in (await hub.api("GET", "/users")).json())
-
-
-def refused(page: Page, visitor: Visitor, status: int, fragment: str) -> None:
-    assert page.status == status, (page.status, page.text[:500])
-    assert fragment in _error(page.body), _error(page.body)
-    assert visitor.cookie(LOGIN_COOKIE) is None
-    assert not any(c.startswith(LOGIN_COOKIE) for c in page.set_cookies)
-    assert "Traceback" not in page.text
 
 
 # --- GitHub ----------------------------------------------------------------------------

@@ -22,7 +22,6 @@ from hub.auth.crypto import KEY_ENV, Crypter
 from hub.auth.oauth.idtoken import IdTokenError, check_claims
 from hub.auth.oauth.pending import STATE_COOKIE, Pending
 from hub.db.models import User
-from hub.pages.base import LOGIN_COOKIE
 from tests.conftest import HubFactory, LogCapture, RunningHub
 from tests.oauthprovider import CLIENT_ID as FAKE_CLIENT
 from tests.oauthprovider import CLIENT_SECRET as FAKE_SECRET
@@ -35,8 +34,7 @@ from tests.oidcprovider import (
     oidc_provider,
 )
 from tests.pg import free_port
-from tests.test_auth_login import _error
-from tests.visitor import Page, Visitor
+from tests.visitor import Page, Visitor, refused
 
 KEY = "b" * 64
 ACCOUNTS: dict[str, dict[str, Any]] = {
@@ -154,14 +152,6 @@ async def user_row(hub: RunningHub, name: str) -> dict[str, Any] | None:
         }
 
     return await hub.db.run(read)
-
-
-def refused(page: Page, visitor: Visitor, status: int, fragment: str) -> None:
-    assert page.status == status, (page.status, page.text[:500])
-    assert fragment in _error(page.body), _error(page.body)
-    assert visitor.cookie(LOGIN_COOKIE) is None
-    assert not any(c.startswith(LOGIN_COOKIE) for c in page.set_cookies)
-    assert "Traceback" not in page.text
 
 
 # --- with the real provider ------------------------------------------------------------

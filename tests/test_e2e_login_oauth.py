@@ -51,19 +51,23 @@ async def provider_login(page: Any, login: str, shots: Path, prefix: str) -> Non
     await page.click("button:has-text('Continue')")
 
 
-async def test_log_in_with_the_schools_provider(hub_factory: HubFactory, shots: Path) -> None:
-    port = free_port()
-    issuer = f"http://127.0.0.1:{port}"
-    hub = await hub_factory(
-        config="c.Hub.authenticator_class = ['oidc', 'native']\n"
+def school_config(issuer: str) -> str:
+    """The school's provider and hub accounts on one login page; the physics group only."""
+    return (
+        "c.Hub.authenticator_class = ['oidc', 'native']\n"
         f"c.GenericOIDCAuthenticator.issuer = {issuer!r}\n"
         f"c.GenericOIDCAuthenticator.client_id = {CLIENT_ID!r}\n"
         f"c.GenericOIDCAuthenticator.client_secret = {CLIENT_SECRET!r}\n"
         "c.GenericOIDCAuthenticator.display_name = 'School login'\n"
         "c.GenericOIDCAuthenticator.scope = ['openid', 'email', 'profile', 'groups']\n"
         "c.GenericOIDCAuthenticator.allowed_groups = ['physics']\n"
-        "c.Authenticator.manage_groups = True\n"
     )
+
+
+async def test_log_in_with_the_schools_provider(hub_factory: HubFactory, shots: Path) -> None:
+    port = free_port()
+    issuer = f"http://127.0.0.1:{port}"
+    hub = await hub_factory(config=school_config(issuer) + "c.Authenticator.manage_groups = True\n")
     async with (
         oidc_provider(port, [hub.url + "oauth_callback"], ACCOUNTS),
         browser_page() as page,
@@ -96,15 +100,7 @@ async def test_log_in_with_the_schools_provider(hub_factory: HubFactory, shots: 
 async def test_someone_not_allowed_is_told_why(hub_factory: HubFactory, shots: Path) -> None:
     port = free_port()
     issuer = f"http://127.0.0.1:{port}"
-    hub = await hub_factory(
-        config="c.Hub.authenticator_class = ['oidc', 'native']\n"
-        f"c.GenericOIDCAuthenticator.issuer = {issuer!r}\n"
-        f"c.GenericOIDCAuthenticator.client_id = {CLIENT_ID!r}\n"
-        f"c.GenericOIDCAuthenticator.client_secret = {CLIENT_SECRET!r}\n"
-        "c.GenericOIDCAuthenticator.display_name = 'School login'\n"
-        "c.GenericOIDCAuthenticator.scope = ['openid', 'email', 'profile', 'groups']\n"
-        "c.GenericOIDCAuthenticator.allowed_groups = ['physics']\n"
-    )
+    hub = await hub_factory(config=school_config(issuer))
     async with (
         oidc_provider(port, [hub.url + "oauth_callback"], ACCOUNTS),
         browser_page() as page,

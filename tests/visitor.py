@@ -133,3 +133,16 @@ class Visitor:
                 return answer
             return await self.follow(answer.location, stop)
         return answer
+
+
+def refused(page: Page, visitor: Visitor, status: int, fragment: str) -> None:
+    """A login refused: this status and message on the login page, no login cookie, no
+    traceback."""
+    from hub.pages.base import LOGIN_COOKIE
+    from tests.test_auth_login import _error
+
+    assert page.status == status, (page.status, page.text[:500])
+    assert fragment in _error(page.body), _error(page.body)
+    assert visitor.cookie(LOGIN_COOKIE) is None
+    assert not any(c.startswith(LOGIN_COOKIE) for c in page.set_cookies)
+    assert "Traceback" not in page.text
