@@ -100,18 +100,3 @@ async def log_in_at_provider(visitor: Visitor, page: Page, login: str, stop: str
         page = await visitor.submit(page, {}, stop=stop)
     assert page.location.startswith(stop), (page.url, page.status, page.text[:300])
     return page
-
-
-def add_admin(db_url: str, name: str = "admin") -> None:
-    """The admin `hub_factory` makes its API token for, in a database whose hub offers no
-    native accounts (where the hub makes none)."""
-    from hub.db.engine import Database
-    from hub.db.models import User
-    from hub.ops.users import new_cookie_id
-
-    db = Database(db_url)
-    try:
-        with db.session() as session:
-            session.add(User(name=name, admin=True, blocked=False, cookie_id=new_cookie_id()))
-    finally:
-        db.close()

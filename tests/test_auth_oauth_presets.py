@@ -27,7 +27,6 @@ from tests.oauthprovider import (
     FakeProvider,
     fake_provider,
 )
-from tests.oidcprovider import add_admin
 from tests.test_auth_login import _error
 from tests.visitor import Page, Visitor, refused
 
@@ -48,7 +47,6 @@ def client(cls: str) -> str:
 
 
 async def start(hub_factory: HubFactory, db_url: str, config: str) -> RunningHub:
-    add_admin(db_url)
     return await hub_factory(config=config)
 
 

@@ -29,7 +29,6 @@ from tests.oauthprovider import FakeProvider, fake_provider
 from tests.oidcprovider import (
     CLIENT_SECRET,
     OIDCProvider,
-    add_admin,
     log_in_at_provider,
     oidc_provider,
 )
@@ -77,7 +76,6 @@ async def make_setup(hub_factory: HubFactory, db_url: str) -> AsyncIterator[Any]
     started: list[Any] = []
 
     async def make(config: str = "", scopes: str = "openid email profile groups") -> Setup:
-        add_admin(db_url)
         port = free_port()
         issuer = f"http://127.0.0.1:{port}"
         hub = await hub_factory(

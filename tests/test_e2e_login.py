@@ -80,3 +80,17 @@ async def test_a_throttled_login_says_how_long_to_wait(
         assert await page.get_by_label("Username").input_value() == "ann"
         await page.screenshot(path=str(shots / "throttled.png"))
         await assert_accessible(page)
+
+
+async def test_the_dummy_login_for_a_demo(hub_factory: HubFactory, shots: Path) -> None:
+    hub = await hub_factory(
+        config="c.Hub.authenticator_class = 'dummy'\nc.Hub.redirect_to_server = False\n"
+    )
+    async with browser_page() as page:
+        await page.goto(hub.url + "login")
+        await page.get_by_label("Username").fill("Demo1")
+        await page.get_by_label("Password").fill("anything")
+        await page.get_by_role("button", name="Log in").click()
+        await page.wait_for_url(re.compile(r".*/hub/home$"))
+        await page.get_by_text("demo1").first.wait_for()
+        await page.screenshot(path=str(shots / "home.png"))

@@ -119,3 +119,38 @@ async def test_someone_not_allowed_is_told_why(hub_factory: HubFactory, shots: P
         cookies = {c["name"] for c in await page.context.cookies()}
         assert "atrium-hub-login" not in cookies
         assert not console, console
+
+
+async def test_log_in_with_github(hub_factory: HubFactory, shots: Path) -> None:
+    """The GitHub preset in Chromium, against the stand-in for GitHub (`tests.oauthprovider`:
+    the person is taken to be signed in at GitHub already and to consent)."""
+    from tests.oauthprovider import CLIENT_ID as GH_ID
+    from tests.oauthprovider import CLIENT_SECRET as GH_SECRET
+    from tests.oauthprovider import fake_provider
+
+    async with fake_provider() as github:
+        hub = await hub_factory(
+            config="c.Hub.authenticator_class = 'github'\n"
+            f"c.GitHubAuthenticator.client_id = {GH_ID!r}\n"
+            f"c.GitHubAuthenticator.client_secret = {GH_SECRET!r}\n"
+            f"c.GitHubAuthenticator.github_url = {github.url!r}\n"
+            f"c.GitHubAuthenticator.github_api_url = {github.url + '/api/v3'!r}\n"
+            "c.GitHubAuthenticator.allowed_organizations = ['physics']\n"
+            "c.Hub.redirect_to_server = False\n"
+        )
+        github.users = {"ann": {"name": "Ann Smith"}}
+        github.memberships = {"ann": {"physics": "active"}}
+        github.login_as = "ann"
+        async with browser_page() as page:
+            console = watch_console(page)
+            await page.goto(hub.url + "login")
+            button = page.get_by_role("link", name="Log in with GitHub")
+            await button.wait_for()
+            await page.screenshot(path=str(shots / "1-login.png"))
+            await assert_accessible(page)
+            await button.click()
+            await page.wait_for_url(hub.url + "home", timeout=LOAD)
+            await page.get_by_role("button", name="Log out").wait_for()
+            await page.screenshot(path=str(shots / "2-home.png"))
+            assert not console, console
+        assert (await hub.api("GET", "/users/ann")).json()["name"] == "ann"
