@@ -728,3 +728,16 @@ def test_singleuser_packages_exist_for_the_images_python() -> None:
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert {item["metadata"]["name"].lower() for item in report["install"]} == names
+
+
+def test_readme_class_example_is_valid(helm: ModuleType) -> None:
+    """The values the README shows for a class pass the schema and render."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### Kubernetes with Helm", 1)[1].split("\n## ", 1)[0]
+    (block,) = re.findall(r"```yaml\n(.*?)```", section, re.S)
+    values = yaml.safe_load(block)
+    with helm.Chart.load(CHART) as chart:
+        chart.validate_schema(values)
+    docs = render(helm, values)
+    assert "Ingress/atrium" in kinds(docs)
+    assert python_config(docs).KubeSpawner.cpu_limit == 1
