@@ -125,10 +125,10 @@ def test_helm_lint_is_clean(helm: ModuleType, values: str) -> None:
 # --- the values schema --------------------------------------------------------------------
 
 BAD_VALUES = [
-    ({"hubb": {}}, "hubb"),
-    ({"hub": {"db": {"typ": "sqlite"}}}, "typ"),
+    ({"hubb": {}}, "at '': additional properties 'hubb' not allowed"),
+    ({"hub": {"db": {"typ": "sqlite"}}}, "at '/hub/db': additional properties 'typ' not allowed"),
     ({"singleuser": {"cpu": {"guarantee": 1, "limt": 2}}}, "limt"),
-    ({"proxy": {"replicas": "two"}}, "replicas"),
+    ({"proxy": {"replicas": "two"}}, "at '/proxy/replicas': got string, want integer"),
     ({"proxy": {"replicas": 0}}, "replicas"),
     ({"hub": {"db": {"type": "mysql"}}}, "type"),
     ({"hub": {"baseUrl": "jupyter"}}, "baseUrl"),
@@ -379,7 +379,10 @@ def test_users_reach_only_the_hub_and_proxy(
             if selector is not None:
                 components.append(selector["matchLabels"]["app.kubernetes.io/component"])
                 assert "namespaceSelector" not in peer
-            elif "namespaceSelector" in peer:  # DNS only
+            elif "namespaceSelector" in peer:  # the cluster's DNS only
+                assert peer["namespaceSelector"] == {
+                    "matchLabels": {"kubernetes.io/metadata.name": "kube-system"}
+                }
                 assert {p["port"] for p in rule["ports"]} == {53}, rule
     assert sorted(components) == ["hub", "proxy"]
     hub_rule = next(r for r in policy["egress"] if ("hub" in json.dumps(r.get("to"))))
