@@ -744,3 +744,47 @@ def test_readme_class_example_is_valid(helm: ModuleType) -> None:
     docs = render(helm, values)
     assert "Ingress/atrium" in kinds(docs)
     assert python_config(docs).KubeSpawner.cpu_limit == 1
+
+
+def test_secret_values_of_the_running_release_are_kept(helm: ModuleType, tmp_path: Path) -> None:
+    """What `helm upgrade` does with the Secret `lookup` finds on the cluster (offline,
+    lookup finds nothing, so a copy of the chart is handed the Secret as a value instead)."""
+    import base64
+    import shutil
+
+    chart = tmp_path / "atrium"
+    shutil.copytree(CHART, chart)
+    (chart / "values.schema.json").unlink()  # the stand-in value is not a chart value
+    template = chart / "templates" / "secret.yaml"
+    lookup = 'lookup "v1" "Secret" .Release.Namespace "hub"'
+    assert lookup in template.read_text()
+    template.write_text(template.read_text().replace(lookup, ".Values.runningSecret"))
+
+    def rendered_secret(values: dict[str, Any]) -> dict[str, str]:
+        with helm.Chart.load(chart) as c:
+            files = c.render(values, name=RELEASE, namespace=NAMESPACE, is_upgrade=True)
+        doc = yaml.safe_load(files["atrium/templates/secret.yaml"])
+        data: dict[str, str] = doc["data"]
+        return data
+
+    kept = {
+        "cookie-secret": base64.b64encode(b"c0" * 32).decode(),
+        "proxy-token": base64.b64encode(b"7e" * 32).decode(),
+    }
+    running = {"apiVersion": "v1", "kind": "Secret", "data": kept}
+    assert rendered_secret({"runningSecret": running}) == kept
+    # a PostgreSQL URL is taken from the values every time (it may change)
+    url = "postgresql+psycopg://atrium:new@db/atrium"
+    data = rendered_secret(
+        {"runningSecret": running, "hub": {"db": {"type": "postgresql", "url": url}}}
+    )
+    assert base64.b64decode(data.pop("db-url")).decode() == url
+    assert data == kept
+    # a Secret missing a key (made by an older chart) gets that key generated
+    partial = {"data": {"cookie-secret": kept["cookie-secret"]}}
+    data = rendered_secret({"runningSecret": partial})
+    assert data["cookie-secret"] == kept["cookie-secret"]
+    assert re.fullmatch(r"[0-9a-f]{64}", base64.b64decode(data["proxy-token"]).decode())
+    # no Secret yet (a first install)
+    data = rendered_secret({})
+    assert re.fullmatch(r"[0-9a-f]{64}", base64.b64decode(data["cookie-secret"]).decode())
