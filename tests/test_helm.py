@@ -788,3 +788,43 @@ def test_secret_values_of_the_running_release_are_kept(helm: ModuleType, tmp_pat
     # no Secret yet (a first install)
     data = rendered_secret({})
     assert re.fullmatch(r"[0-9a-f]{64}", base64.b64decode(data["cookie-secret"]).decode())
+
+
+def test_role_allows_every_call_the_spawner_makes(rendered: dict[str, list[Manifest]]) -> None:
+    """The Role and the Kubernetes spawner's API calls (`verb_namespaced_kind` in
+    spawners/kubernetes/) agree: nothing it does is forbidden to the hub."""
+    source = "\n".join(p.read_text() for p in (ROOT / "spawners" / "kubernetes").glob("*.py"))
+    calls = set(re.findall(r"\b(create|delete|list|read)_namespaced_([a-z_]+?)\b", source))
+    if not calls:
+        missing_part("the Kubernetes spawner (spawners/kubernetes/)")
+    verbs = {"create": "create", "delete": "delete", "list": "list", "read": "get"}
+    role = find(rendered["minimal"], "Role", "hub")
+    rights = {(r, v) for rule in role["rules"] for r in rule["resources"] for v in rule["verbs"]}
+    for verb, kind in sorted(calls):
+        resource = kind.replace("_", "") + "s"
+        assert (resource, verbs[verb]) in rights, f"{verb}_namespaced_{kind}"
+        if verb == "list":  # the informers watch what they list
+            assert (resource, "watch") in rights, resource
+
+
+def test_init_container_upgrades_the_database(
+    rendered: dict[str, list[Manifest]], tmp_path: Path
+) -> None:
+    """The hub's init container command, run on the rendered config (the database moved
+    from the volume's path to a temporary one), creates the schema and then finds it
+    current."""
+    docs = rendered["minimal"]
+    (init,) = find(docs, "Deployment", "hub")["spec"]["template"]["spec"]["initContainers"]
+    config = tmp_path / "atrium_config.py"
+    config.write_text(hub_config(docs))
+    mounted = "/etc/atrium/atrium_config.py"
+    program, *args = init["command"]
+    command = [
+        str(Path(sys.executable).parent / program),
+        *(str(config) if arg == mounted else arg for arg in args),
+        f"--db=sqlite:///{tmp_path / 'atrium.sqlite'}",
+    ]
+    for _ in range(2):
+        result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
+        assert result.returncode == 0, result.stdout + result.stderr
+    assert (tmp_path / "atrium.sqlite").exists()
