@@ -223,7 +223,7 @@ def test_proxy_follows_a_base_url(helm: ModuleType) -> None:
 
 
 def test_production_postgresql_from_a_secret_and_tls_ingress(
-    rendered: dict[str, list[Manifest]],
+    helm: ModuleType, rendered: dict[str, list[Manifest]]
 ) -> None:
     docs = rendered["production"]
     hub = find(docs, "Deployment", "hub")
@@ -251,6 +251,10 @@ def test_production_postgresql_from_a_secret_and_tls_ingress(
     assert rule["http"]["paths"][0]["backend"]["service"]["name"] == "proxy-public"
     assert find(docs, "Service", "proxy-public")["spec"]["type"] == "ClusterIP"
     assert find(docs, "Deployment", "proxy")["spec"]["replicas"] == 3
+    # without hosts: one rule for every host
+    any_host = render(helm, {"ingress": {"enabled": True}})
+    (rule,) = find(any_host, "Ingress", "atrium")["spec"]["rules"]
+    assert "host" not in rule
     assert find(docs, "PodDisruptionBudget", "hub")["spec"]["maxUnavailable"] == 1
 
 
@@ -807,6 +811,7 @@ def test_role_allows_every_call_the_spawner_makes(rendered: dict[str, list[Manif
             assert (resource, "watch") in rights, resource
 
 
+@pytest.mark.slow
 def test_init_container_upgrades_the_database(
     rendered: dict[str, list[Manifest]], tmp_path: Path
 ) -> None:
