@@ -132,6 +132,13 @@ class Informer:
             if not waiters:
                 del self._waiters[key]
 
+    def add_any_waiter(self, event: asyncio.Event) -> None:
+        """Set `event` on every watch event (bookmarks included), list and state change."""
+        self._any_waiters.add(event)
+
+    def remove_any_waiter(self, event: asyncio.Event) -> None:
+        self._any_waiters.discard(event)
+
     async def wait_synced(self, within: float) -> bool:
         """Wait (up to `within` s) for the first complete list; True once synced."""
         if self.synced:
@@ -308,6 +315,8 @@ class Informer:
                 raise Gone()
             raise KubeError(code, str(obj.get("message") or "watch error"), str(obj.get("reason")))
         version = str((obj.get("metadata") or {}).get("resourceVersion") or "")
+        for waiter in self._any_waiters:
+            waiter.set()
         if kind == "BOOKMARK":
             if version:
                 self.resource_version = version
