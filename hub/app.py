@@ -142,7 +142,7 @@ class AtriumApp(HubCommand):
             raise
         if state.proxy is None:
             server, port = listen(app, s.ip, s.port, s.max_body_size, behind_proxy=False)
-            state.orchestrator.hub_url = f"http://{connect_host(s.ip)}:{port}"
+            state.orchestrator.hub_url = hub_connect_url(s, port)
         else:
             # the proxy takes the public address; the hub listens behind it
             server, hub_port = listen(
@@ -152,7 +152,7 @@ class AtriumApp(HubCommand):
                 s.max_body_size,
                 trusted_downstream=s.trusted_downstream_ips,
             )
-            state.orchestrator.hub_url = f"http://{connect_host(s.hub_ip)}:{hub_port}"
+            state.orchestrator.hub_url = hub_connect_url(s, hub_port)
             try:
                 await state.proxy.start(f"http://{connect_host(s.hub_ip)}:{hub_port}")
             except BaseException:
@@ -174,6 +174,15 @@ class AtriumApp(HubCommand):
         await asyncio.gather(auth_start, return_exceptions=True)
         await shut_down(server, state, stop_servers=s.cleanup_servers)
         log.info("Stopped")
+
+
+def hub_connect_url(s: Any, port: int) -> str:
+    """How users' servers reach the hub: c.Hub.hub_connect_url, else where the hub
+    listens (`port`: the port it got), on hub_ip behind a proxy or ip without one."""
+    if s.hub_connect_url:
+        return str(s.hub_connect_url)
+    ip = s.ip if s.proxy == "none" else s.hub_ip
+    return f"http://{connect_host(ip)}:{port}"
 
 
 async def start_authenticators(state: HubState) -> None:

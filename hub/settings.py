@@ -80,6 +80,28 @@ class Hub(Configurable):
     hub_port = Integer(8081, help="Port the hub listens on behind a proxy (c.Hub.proxy set).").tag(
         config=True
     )
+    hub_connect_url = Unicode(
+        "",
+        help="How users' servers reach the hub's API, e.g. 'http://hub:8081' on Kubernetes "
+        "(the hub's Service). '' derives it from where the hub listens (hub_ip and "
+        "hub_port, or ip and port without a proxy; 0.0.0.0 becomes 127.0.0.1), which is "
+        "right when servers run on the hub's machine.",
+    ).tag(config=True)
+
+    @validate("hub_connect_url")
+    def _valid_connect_url(self, proposal: Any) -> str:
+        from urllib.parse import urlsplit
+
+        value = str(proposal["value"]).rstrip("/")
+        if value == "":
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path:
+            raise TraitError(
+                f"hub_connect_url must be an http:// or https:// URL without a path, not {value!r}"
+            )
+        return value
+
     proxy = Enum(
         ["none", "atrium", "chp"],
         "atrium",

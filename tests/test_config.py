@@ -92,6 +92,8 @@ BAD = [
     (["--Hub.proxy_workers=65"], "proxy_workers must be between 0"),
     (["--Hub.proxy_workers=-1"], "proxy_workers must be between 0"),
     (["--Hub.proxy_api_url=ftp://x"], "proxy_api_url must be an http:// URL"),
+    (["--Hub.hub_connect_url=hub:8081"], "hub_connect_url must be an http:// or https:// URL"),
+    (["--Hub.hub_connect_url=http://hub:8081/hub/"], "without a path"),
     (["--Hub.proxy_api_url="], "c.Hub.proxy_api_url is empty"),
     (["--Hub.cookie_max_age_days=0"], "must be positive"),
     (["--Hub.csp_frame_ancestors='self'; script-src *"], "csp_frame_ancestors must be"),
@@ -154,3 +156,13 @@ def test_example_configs_load(
         app.settings.authenticator_specs(), app.config, app.settings.ip, b"k" * 32
     )
     assert auth.authenticators
+
+
+def test_where_servers_reach_the_hub() -> None:
+    from hub.app import hub_connect_url
+    from hub.settings import Hub
+
+    assert hub_connect_url(Hub(hub_ip="0.0.0.0"), 8081) == "http://127.0.0.1:8081"  # noqa: S104
+    assert hub_connect_url(Hub(proxy="none", ip="10.1.2.3"), 8000) == "http://10.1.2.3:8000"
+    pinned = Hub(hub_ip="0.0.0.0", hub_connect_url="http://hub:8081/")  # noqa: S104
+    assert hub_connect_url(pinned, 8081) == "http://hub:8081"

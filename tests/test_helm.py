@@ -540,6 +540,7 @@ def test_hub_config_loads_in_the_hub(
     s = app.settings
     assert (s.proxy, s.proxy_should_start, s.proxy_api_url) == ("atrium", False, "")
     assert (s.hub_ip, s.hub_port) == ("0.0.0.0", 8081)  # noqa: S104 (the hub in its pod)
+    assert s.hub_connect_url == "http://hub:8081"  # users' pods reach it through its Service
     auth = load_authenticators(s.authenticator_specs(), app.config, s.ip, b"k" * 32)
     assert auth.authenticators
     assert 'c.Hub.spawner_class = "spawners.kubernetes.KubeSpawner"' in hub_config(docs)
