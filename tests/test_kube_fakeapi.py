@@ -177,6 +177,20 @@ async def test_stale_resource_version_is_a_409_conflict(v1: CoreV1Api) -> None:
     assert "the object has been modified" in body["message"]
 
 
+async def test_pod_spec_is_immutable_but_the_image(v1: CoreV1Api) -> None:
+    await v1.create_namespaced_pod(NS, pod("p1"))
+    patched = await v1.patch_namespaced_pod(
+        "p1", NS, {"spec": {"containers": [{"name": "notebook", "image": "atrium/singleuser:2"}]}}
+    )
+    assert patched.spec.containers[0].image == "atrium/singleuser:2"
+    with pytest.raises(ApiException) as err:
+        await v1.patch_namespaced_pod("p1", NS, {"spec": {"restartPolicy": "Never"}})
+    assert err.value.status == 422
+    body = status_of(err.value)
+    assert body["reason"] == "Invalid"
+    assert "pod updates may not change fields" in body["message"]
+
+
 async def test_patch_merges_labels(v1: CoreV1Api) -> None:
     await v1.create_namespaced_pod(NS, pod("p1", {"a": "1"}))
     patched = await v1.patch_namespaced_pod("p1", NS, {"metadata": {"labels": {"b": "2"}}})
@@ -481,6 +495,30 @@ async def test_watch_label_selector_transitions(v1: CoreV1Api) -> None:
         events = await next_events(stream, 3)
     # leaving the selection reads as DELETED, entering it as ADDED
     assert events == [("ADDED", "mine"), ("DELETED", "mine"), ("ADDED", "other")]
+
+
+async def test_all_namespaces_and_legacy_watch_paths(kube: FakeKube, v1: CoreV1Api) -> None:
+    listed = await v1.list_pod_for_all_namespaces()
+    async with watch.Watch() as w:
+        stream = w.stream(
+            v1.list_pod_for_all_namespaces,
+            resource_version=listed.metadata.resource_version,
+            timeout_seconds=30,
+        )
+        await v1.create_namespaced_pod("one", pod("a"))
+        await v1.create_namespaced_pod("two", pod("b"))
+        assert await next_events(stream, 2) == [("ADDED", "a"), ("ADDED", "b")]
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            f"{kube.url}/api/v1/watch/namespaces/two/pods",
+            params={"resourceVersion": listed.metadata.resource_version},
+        ) as resp,
+    ):
+        event = json.loads(await resp.content.readline())
+    assert (event["type"], event["object"]["metadata"]["name"]) == ("ADDED", "b")
+    namespace = await v1.read_namespace("anything")
+    assert namespace.status.phase == "Active"
 
 
 async def test_dropped_watch_breaks_the_stream(kube: FakeKube, v1: CoreV1Api) -> None:

@@ -94,7 +94,9 @@ async def test_runs_the_command_and_reports_running_with_pod_ip(
 ) -> None:
     # the kubelet turns 0.0.0.0 (all of the pod's addresses) into 127.0.0.1
     command = [PY, "-m", "http.server", "8888", "--bind", "0.0.0.0"]  # noqa: S104
-    await v1.create_namespaced_pod(NS, pod("web", command, port=8888))
+    body = pod("web", command, port=8888)
+    body["spec"]["containers"][0]["readinessProbe"] = {"httpGet": {"path": "/", "port": 8888}}
+    await v1.create_namespaced_pod(NS, body)
     running = await until(
         v1,
         "web",
@@ -111,17 +113,12 @@ async def test_runs_the_command_and_reports_running_with_pod_ip(
     port = int(running.metadata.annotations[PORT_ANNOTATION])
     assert port != 8888
 
-    async def answers() -> bool:
-        try:
-            async with (
-                aiohttp.ClientSession() as session,
-                session.get(f"http://{running.status.pod_ip}:{port}/") as resp,
-            ):
-                return resp.status == 200
-        except aiohttp.ClientConnectionError:
-            return False
-
-    await eventually(answers, timeout=30)
+    # ready only once the readiness probe's port answers: no retry needed here
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://{running.status.pod_ip}:{port}/") as resp,
+    ):
+        assert resp.status == 200
     seen = await reasons(v1, "web")
     assert [r for r, _, _ in seen] == ["Scheduled", "Pulled", "Created", "Started"]
     assert seen[0][2] == "default-scheduler"

@@ -516,7 +516,8 @@ class ObjectHandler(Base):
         ):
             if not isinstance(patch, dict):
                 raise ApiError(400, "BadRequest", "merge patch must be an object")
-            new = merge_patch(current, patch)
+            strategic = content_type == "application/strategic-merge-patch+json"
+            new = merge_patch(current, patch, strategic)
         else:
             raise ApiError(
                 415,
@@ -538,6 +539,23 @@ class ObjectHandler(Base):
             if sub == "status":
                 obj["status"] = body.get("status", {})
                 return
+            if plural == "pods" and mutable_view(obj.get("spec")) != mutable_view(body.get("spec")):
+                raise ApiError(
+                    422,
+                    "Invalid",
+                    f'Pod "{name}" is invalid: spec: Forbidden: {POD_UPDATE_FORBIDDEN}',
+                    {
+                        "name": name,
+                        "kind": "Pod",
+                        "causes": [
+                            {
+                                "reason": "FieldValueForbidden",
+                                "message": f"Forbidden: {POD_UPDATE_FORBIDDEN}",
+                                "field": "spec",
+                            }
+                        ],
+                    },
+                )
             status = obj.get("status")
             obj.clear()
             obj.update(copy.deepcopy(body))
@@ -633,6 +651,32 @@ class VersionHandler(Base):
         )
 
 
+POD_UPDATE_FORBIDDEN = (
+    "pod updates may not change fields other than `spec.containers[*].image`,"
+    "`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` "
+    "(only additions to existing tolerations),`spec.terminationGracePeriodSeconds` "
+    "(allow it to be set to 1 if it was previously negative)"
+)
+
+
+def mutable_view(spec: Any) -> Any:
+    """A pod spec without the fields an update may change: the rest must stay the same."""
+    if not isinstance(spec, dict):
+        return spec
+    view = {
+        k: v
+        for k, v in spec.items()
+        if k not in ("activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds")
+    }
+    for group in ("containers", "initContainers"):
+        if isinstance(view.get(group), list):
+            view[group] = [
+                {k: v for k, v in c.items() if k != "image"} if isinstance(c, dict) else c
+                for c in view[group]
+            ]
+    return view
+
+
 def json_patch(obj: Obj, ops: list[Any]) -> Obj:
     """RFC 6902 add/replace/remove/test on a copy of `obj`."""
     doc = copy.deepcopy(obj)
@@ -671,16 +715,48 @@ def json_patch(obj: Obj, ops: list[Any]) -> Obj:
     return doc
 
 
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 merge patch (also used for strategic merge: lists are replaced)."""
+# strategic merge: lists of these fields are merged by the element's key, others replaced
+MERGE_KEYS = {
+    "containers": "name",
+    "initContainers": "name",
+    "env": "name",
+    "volumes": "name",
+    "volumeMounts": "mountPath",
+    "ports": "containerPort",
+    "imagePullSecrets": "name",
+    "conditions": "type",
+}
+
+
+def merge_patch(target: Any, patch: Any, strategic: bool = False) -> Any:
+    """RFC 7386 merge patch; with `strategic`, keyed lists merge element by element."""
     if not isinstance(patch, dict):
         return copy.deepcopy(patch)
     result = copy.deepcopy(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
+        merge_key = MERGE_KEYS.get(key) if strategic else None
         if value is None:
             result.pop(key, None)
+        elif merge_key and isinstance(value, list) and isinstance(result.get(key), list):
+            merged = list(result[key])
+            for item in value:
+                index = next(
+                    (
+                        i
+                        for i, old in enumerate(merged)
+                        if isinstance(old, dict)
+                        and isinstance(item, dict)
+                        and old.get(merge_key) == item.get(merge_key)
+                    ),
+                    None,
+                )
+                if index is None:
+                    merged.append(copy.deepcopy(item))
+                else:
+                    merged[index] = merge_patch(merged[index], item, strategic)
+            result[key] = merged
         else:
-            result[key] = merge_patch(result.get(key), value)
+            result[key] = merge_patch(result.get(key), value, strategic)
     return result
 
 
