@@ -160,6 +160,20 @@ async def test_exit_code_fails_a_never_restarting_pod(v1: CoreV1Api) -> None:
     await gone(v1, "bad")
 
 
+async def test_missing_executable_is_a_start_error(v1: CoreV1Api) -> None:
+    await v1.create_namespaced_pod(
+        NS, pod("noexec", ["atrium-no-such-command"], restartPolicy="Never")
+    )
+    done = await until(v1, "noexec", lambda p: p.status.phase in ("Succeeded", "Failed"))
+    assert done.status.phase == "Failed"
+    terminated = done.status.container_statuses[0].state.terminated
+    assert (terminated.exit_code, terminated.reason) == (128, "StartError")
+    events = await v1.list_namespaced_event(NS, field_selector="involvedObject.name=noexec")
+    failed = [e.message for e in events.items if e.reason == "Failed"]
+    assert len(failed) == 1
+    assert 'exec: "atrium-no-such-command": executable file not found in $PATH' in failed[0]
+
+
 SIGTERM_SCRIPT = """
 import pathlib, signal, sys, time
 def stop(*_):

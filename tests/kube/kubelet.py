@@ -401,32 +401,26 @@ class PodRunner:
         last: Obj | None = None
         backoff = self.kubelet.restart_backoff
         while True:
-            await self.start_process(mode)
+            error = await self.start_process(mode)
             self.event("Created", f"Created container {name}")
-            self.event("Started", f"Started container {name}")
             started = now_iso()
-            self.running_status(started, ready=False, last=last)
-            ready_task = asyncio.ensure_future(self.wait_ready(started, last))
-            exit_task = asyncio.ensure_future(self.process_exit())
-            delete_task = asyncio.ensure_future(self.deleting.wait())
-            try:
-                await asyncio.wait({exit_task, delete_task}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for task in (ready_task, delete_task):
-                    task.cancel()
-                await asyncio.gather(ready_task, delete_task, return_exceptions=True)
-            if self.deleting.is_set() and not exit_task.done():
-                exit_task.cancel()
-                await asyncio.gather(exit_task, return_exceptions=True)
-                await self.terminate()
-                return
-            code = exit_task.result()
+            if error is not None:
+                self.event("Failed", error, "Warning")
+                code, reason = 128, "StartError"
+            else:
+                self.event("Started", f"Started container {name}")
+                if await self.run_process(started, last):
+                    await self.terminate()
+                    return
+                assert self.process is not None
+                code = self.process.returncode or 0
+                reason = "Completed" if code == 0 else "Error"
             terminated = {
                 "exitCode": code,
-                "reason": "Completed" if code == 0 else "Error",
+                "reason": reason,
                 "startedAt": started,
                 "finishedAt": now_iso(),
-                "containerID": self.container_statuses({}, False)[0]["containerID"],
+                "containerID": container_id(self.uid, name),
             }
             policy = self.pod["spec"].get("restartPolicy", "Always")
             if policy == "Never" or (policy == "OnFailure" and code == 0):
@@ -462,6 +456,25 @@ class PodRunner:
                 self.finish_deletion()
                 return
             backoff = min(backoff * 2, self.kubelet.restart_backoff * 16)
+
+    async def run_process(self, started: str, last: Obj | None) -> bool:
+        """Report Running (Ready after the probe) until the process exits or the pod is
+        being deleted (True)."""
+        self.running_status(started, ready=False, last=last)
+        ready_task = asyncio.ensure_future(self.wait_ready(started, last))
+        exit_task = asyncio.ensure_future(self.process_exit())
+        delete_task = asyncio.ensure_future(self.deleting.wait())
+        try:
+            await asyncio.wait({exit_task, delete_task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (ready_task, delete_task):
+                task.cancel()
+            await asyncio.gather(ready_task, delete_task, return_exceptions=True)
+        if exit_task.done():
+            return False
+        exit_task.cancel()
+        await asyncio.gather(exit_task, return_exceptions=True)
+        return True
 
     def ready_conditions(self, ready: bool, reason: str = "") -> list[Obj]:
         return [
@@ -522,7 +535,8 @@ class PodRunner:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    async def start_process(self, mode: str | None) -> None:
+    async def start_process(self, mode: str | None) -> str | None:
+        """Start the container's process; the reason it could not start, if so."""
         container = self.container
         ports = container.get("ports") or []
         container_port = ports[0].get("containerPort") if ports else None
@@ -554,10 +568,19 @@ class PodRunner:
                     start_new_session=True,
                 )
             except OSError as e:
-                out.write(f"exec {argv[0]}: {e}\n".encode())
-                self.process = await asyncio.create_subprocess_exec(
-                    sys.executable, "-c", "import sys; sys.exit(127)", cwd=directory
+                self.process = None
+                why = (
+                    "executable file not found in $PATH"
+                    if isinstance(e, FileNotFoundError)
+                    else e.strerror
                 )
+                out.write(f"exec {argv[0]}: {why}\n".encode())
+                return (
+                    "Error: failed to create containerd task: failed to create shim task: OCI "
+                    "runtime create failed: runc create failed: unable to start container "
+                    f'process: exec: "{argv[0]}": {why}: unknown'
+                )
+        return None
 
     def substitute(self, value: str, container_port: int | None) -> str:
         value = value.replace("0.0.0.0", POD_IP)  # noqa: S104 - the pod's address
@@ -567,6 +590,8 @@ class PodRunner:
 
     def environment(self, container_port: int | None) -> dict[str, str]:
         env = dict(os.environ)
+        # the "image" has this Python environment's commands (atrium-singleuser, ...)
+        env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
         env["HOME"] = str(self.pod_dir())
         env["HOSTNAME"] = self.name
         for source in self.container.get("envFrom") or []:
