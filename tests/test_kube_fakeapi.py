@@ -270,6 +270,22 @@ async def test_injected_500_then_success(kube: FakeKube, v1: CoreV1Api) -> None:
     assert len(kube.server.calls("POST", "/pods$")) == 3
 
 
+async def test_injected_failure_on_watches_only(kube: FakeKube, v1: CoreV1Api) -> None:
+    kube.server.inject("GET", r"/pods$", status=503, watch=True)
+    listed = await v1.list_namespaced_pod(NS)  # a list is not a watch: untouched
+    async with watch.Watch() as w:
+        stream = w.stream(
+            v1.list_namespaced_pod,
+            NS,
+            resource_version=listed.metadata.resource_version,
+            timeout_seconds=30,
+        )
+        with pytest.raises(ApiException) as err:
+            await stream.__anext__()
+    assert err.value.status == 503
+    assert str(err.value.reason).startswith("ServiceUnavailable:")
+
+
 async def test_injected_delay_only_slows_a_request(kube: FakeKube, v1: CoreV1Api) -> None:
     fault = kube.server.inject("GET", r"/pods$", status=None, delay=0.2)
     assert (await v1.list_namespaced_pod(NS)).items == []

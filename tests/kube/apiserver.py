@@ -21,8 +21,9 @@ It keeps what a spawner relies on:
 
 Test hooks: `drop_watches()`, `compact()` (every older resourceVersion is then
 410), `send_bookmarks()`, `inject(method, path_regex, status=500, delay=0,
-times=1)` for failures and slow answers, and `requests` (every call made, to
-count API calls). Storage and watch history live in `tests.kube.store`.
+times=1, watch=None)` for failures and slow answers (watch=True: only
+watches), and `requests` (every call made, to count API calls). Storage and
+watch history live in `tests.kube.store`.
 """
 
 from __future__ import annotations
@@ -60,10 +61,13 @@ class Fault:
     status: int | None = 500
     delay: float = 0.0
     times: int | None = 1  # None: every matching request
+    watch: bool | None = None  # True: only watches, False: only other requests
     hits: int = 0
 
-    def matches(self, method: str, path: str) -> bool:
+    def matches(self, method: str, path: str, watch: bool) -> bool:
         if self.times is not None and self.hits >= self.times:
+            return False
+        if self.watch is not None and self.watch != watch:
             return False
         return self.method in ("*", method) and bool(self.path.search(path))
 
@@ -126,12 +130,14 @@ class FakeApiServer:
         status: int | None = 500,
         delay: float = 0.0,
         times: int | None = 1,
+        watch: bool | None = None,
     ) -> Fault:
         """Make the next `times` requests matching METHOD and the `path` regex fail/slow.
 
-        `status=None` with a delay only slows the request down.
+        `status=None` with a delay only slows the request down; `watch=True` picks
+        only watch requests, `watch=False` only the others (lists, gets, writes).
         """
-        fault = Fault(method.upper(), re.compile(path), status, delay, times)
+        fault = Fault(method.upper(), re.compile(path), status, delay, times, watch)
         self.faults.append(fault)
         return fault
 
@@ -186,7 +192,7 @@ class Base(RequestHandler):
                 self.send_status(ApiError(401, "Unauthorized", "Unauthorized"))
                 return
         for fault in fake.faults:
-            if fault.matches(self.request.method or "", path):
+            if fault.matches(self.request.method or "", path, watching):
                 fault.hits += 1
                 if fault.delay:
                     await asyncio.sleep(fault.delay)

@@ -16,7 +16,10 @@ scheduler, does what a one-node cluster does:
   127.0.0.1, containerStatuses running and ready (after the readiness probe's
   port answers, when it has one), conditions Ready/ContainersReady True.
   Other containers are reported running without a process. A container with
-  no command runs an idle process (there are no image entrypoints here).
+  no command runs an idle process (there are no image entrypoints here); a
+  command that cannot be executed is a StartError (exit 128, `Failed` event).
+  Readiness probes (httpGet/tcpSocket) are a TCP connect to the substituted port.
+  A repeated event bumps the `count` of the first one, as the real recorder does.
 - when the process exits: restartPolicy Never (or OnFailure with exit 0) ends
   the pod Succeeded/Failed with a terminated state; otherwise it is restarted
   after a back-off, with restartCount, lastState, waiting reason
@@ -200,6 +203,8 @@ class PodRunner:
         self.process: asyncio.subprocess.Process | None = None
         self.port: int | None = None
         self.restarts = 0
+        # (reason, message, type, component) -> event name: repeats bump `count`
+        self.sent: dict[tuple[str, str, str, str], str] = {}
         self.container = pod["spec"]["containers"][0]
 
     # -- API helpers ---------------------------------------------------------
@@ -223,6 +228,17 @@ class PodRunner:
         self, reason: str, message: str, kind: str = "Normal", component: str = "kubelet"
     ) -> None:
         stamp = now_iso()
+        key = (reason, message, kind, component)
+        if key in self.sent:
+            # the real recorder aggregates a repeated event: count + 1, a new lastTimestamp
+
+            def again(event: Obj) -> None:
+                event["count"] = event.get("count", 1) + 1
+                event["lastTimestamp"] = stamp
+
+            with contextlib.suppress(ApiError):
+                self.store.update("events", self.namespace, self.sent[key], again)
+                return
         involved = {
             "kind": "Pod",
             "namespace": self.namespace,
@@ -236,11 +252,13 @@ class PodRunner:
         source = {"component": component}
         if component == "kubelet":
             source["host"] = self.kubelet.node_name
+        name = f"{self.name}.{event_stamp():x}"
+        self.sent[key] = name
         self.store.create(
             "events",
             self.namespace,
             {
-                "metadata": {"name": f"{self.name}.{event_stamp():x}"},
+                "metadata": {"name": name},
                 "involvedObject": involved,
                 "reason": reason,
                 "message": message,
