@@ -147,6 +147,23 @@ async def test_environment_secrets_and_logs(v1: CoreV1Api) -> None:
     assert logs.strip() == "plain s3 envpod"
 
 
+async def test_port_substitution_in_args_and_env(v1: CoreV1Api) -> None:
+    script = "import os, sys; print(sys.argv[1:], os.environ['URL'], os.environ['TOKEN'])"
+    body = pod("ports", [PY, "-c", script, "--port=8888", "--ip=0.0.0.0"], port=8888)
+    body["spec"]["restartPolicy"] = "Never"
+    body["spec"]["containers"][0]["env"] = [
+        {"name": "URL", "value": "http://0.0.0.0:8888/user/a/"},
+        {"name": "TOKEN", "value": "8888abc"},
+    ]
+    await v1.create_namespaced_pod(NS, body)
+    done = await until(v1, "ports", lambda p: p.status.phase in ("Succeeded", "Failed"))
+    port = done.metadata.annotations[PORT_ANNOTATION]
+    logs = await v1.read_namespaced_pod_log("ports", NS)
+    assert logs.strip() == (
+        f"['--port={port}', '--ip=127.0.0.1'] http://127.0.0.1:{port}/user/a/ 8888abc"
+    )
+
+
 async def test_exit_code_fails_a_never_restarting_pod(v1: CoreV1Api) -> None:
     await v1.create_namespaced_pod(
         NS, pod("bad", [PY, "-c", "raise SystemExit(3)"], restartPolicy="Never")

@@ -41,7 +41,8 @@ on 8888): before starting the process the kubelet picks a free port P on
     `<status.podIP>:<that annotation>` instead of `<podIP>:C`;
   - replaces C by P, and the address 0.0.0.0 by 127.0.0.1, in the command,
     args (`--port=8888`, `8888`, `--ip=0.0.0.0`) and env values (URLs such as
-    `http://0.0.0.0:8888/user/x/`), so the process listens on P;
+    `http://0.0.0.0:8888/user/x/`), so the process listens on P: C is replaced
+    only as a whole value, after `=`, or after `:` at the end or before `/`;
   - sets env `ATRIUM_POD_PORT=P` and `ATRIUM_POD_IP=127.0.0.1`.
 The process runs with the host environment plus the container's env (values,
 secretKeyRef, configMapKeyRef, fieldRef, envFrom), cwd and HOME set to its own
@@ -603,7 +604,9 @@ class PodRunner:
     def substitute(self, value: str, container_port: int | None) -> str:
         value = value.replace("0.0.0.0", POD_IP)  # noqa: S104 - the pod's address
         if container_port is not None and self.port is not None:
-            value = re.sub(rf"(?<![\w.]){container_port}(?!\d)", str(self.port), value)
+            # the port as a whole value, after `=` (--port=8888) or `:` (a URL), never
+            # inside another word (a token that happens to contain the digits)
+            value = re.sub(rf"(^|[:=]){container_port}(?=$|/)", rf"\g<1>{self.port}", value)
         return value
 
     def environment(self, container_port: int | None) -> dict[str, str]:
