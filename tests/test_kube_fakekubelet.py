@@ -302,6 +302,23 @@ async def test_insufficient_extended_resource(v1: CoreV1Api) -> None:
     assert "Insufficient nvidia.com/gpu" in pending.status.conditions[0].message
 
 
+async def test_node_with_gpus_and_labels_schedules(tmp_path: Path) -> None:
+    async with start_fake_kube(
+        tmp_path, node_labels={"gpu": "a100"}, capacity={"nvidia.com/gpu": 1}
+    ) as kube:
+        v1 = CoreV1Api(kube.api)
+        body = pod("gpu", [PY, "-c", "import time; time.sleep(600)"], nodeSelector={"gpu": "a100"})
+        body["spec"]["containers"][0]["resources"] = {"limits": {"nvidia.com/gpu": 1}}
+        await v1.create_namespaced_pod(NS, body)
+        running = await until(v1, "gpu", lambda p: p.status.phase == "Running")
+        assert running.spec.node_name == "atrium-node-1"
+        body["metadata"]["name"] = "gpu2"  # the node's only GPU is taken
+        await v1.create_namespaced_pod(NS, body)
+        pending = await until(v1, "gpu2", lambda p: bool(p.status.conditions))
+        assert pending.status.conditions[0].reason == "Unschedulable"
+        assert "Insufficient nvidia.com/gpu" in pending.status.conditions[0].message
+
+
 async def test_crash_loop(v1: CoreV1Api) -> None:
     await v1.create_namespaced_pod(NS, pod("crash", image="atrium/crashloop:1"))
     looping = await until(

@@ -63,7 +63,12 @@ async def start_fake_kube(
     bookmark_interval: float = 5.0,
     kubelet: bool = True,
     restart_backoff: float = 0.2,
+    node_labels: dict[str, str] | None = None,
+    capacity: dict[str, int] | None = None,
 ) -> AsyncIterator[FakeKube]:
+    """A running fake cluster. `node_labels` and `capacity` (extended resources such as
+    `{"nvidia.com/gpu": 2}`) describe the one node; `restart_backoff` is the first
+    crash-loop back-off in seconds (doubling, at most 16 times that)."""
     server = FakeApiServer(
         token=token,
         pod_quota=pod_quota,
@@ -77,7 +82,13 @@ async def start_fake_kube(
         if kubelet:
             from tests.kube.kubelet import Kubelet
 
-            node = Kubelet(server, workdir, restart_backoff=restart_backoff)
+            node = Kubelet(
+                server,
+                workdir,
+                restart_backoff=restart_backoff,
+                node_labels=node_labels,
+                capacity=capacity,
+            )
             node.start()
         yield FakeKube(server, node, api)
     finally:

@@ -8,7 +8,8 @@ scheduler, does what a one-node cluster does:
   from default-scheduler), or leaves it Pending with PodScheduled False,
   reason Unschedulable and a `FailedScheduling` Warning when its nodeSelector
   does not match the node labels, it asks for more of an extended resource
-  (e.g. `nvidia.com/gpu`) than the node has, or the failure mode says so;
+  (e.g. `nvidia.com/gpu`) than the node has left (counting the pods bound to
+  it), or the failure mode says so (it is not retried when room frees up);
 - "pulls" the image (`Pulling`/`Pulled`, or `Failed` ErrImagePull then
   `BackOff` with the waiting reason ImagePullBackOff for the pull failure mode);
 - runs the FIRST container's `command` + `args` (with `$(VAR)` expanded) as a
@@ -335,14 +336,18 @@ class PodRunner:
             self.kubelet.node_labels.get(k) != v for k, v in selector.items()
         ):
             reason = "1 node(s) didn't match Pod's node affinity/selector"
-        for container in spec["containers"]:
-            requests = {
-                **((container.get("resources") or {}).get("limits") or {}),
-                **((container.get("resources") or {}).get("requests") or {}),
-            }
-            for resource, amount in requests.items():
-                if "/" in resource and int(amount) > self.kubelet.capacity.get(resource, 0):
-                    reason = f"1 Insufficient {resource}"
+        used: dict[str, int] = {}
+        for other in self.store.items("pods"):
+            if (
+                other["spec"].get("nodeName") == self.kubelet.node_name
+                and other["metadata"]["uid"] != self.uid
+                and other.get("status", {}).get("phase") not in ("Succeeded", "Failed")
+            ):
+                for resource, amount in extended_requests(other).items():
+                    used[resource] = used.get(resource, 0) + amount
+        for resource, amount in extended_requests(self.pod).items():
+            if amount + used.get(resource, 0) > self.kubelet.capacity.get(resource, 0):
+                reason = f"1 Insufficient {resource}"
         if reason:
             message = (
                 f"0/1 nodes are available: {reason}. preemption: 0/1 nodes are available: "
@@ -677,6 +682,18 @@ class PodRunner:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             await process.wait()
+
+
+def extended_requests(pod: Obj) -> dict[str, int]:
+    """What a pod asks of extended resources (names with a '/', e.g. nvidia.com/gpu)."""
+    total: dict[str, int] = {}
+    for container in pod["spec"]["containers"]:
+        resources = container.get("resources") or {}
+        asked = {**(resources.get("limits") or {}), **(resources.get("requests") or {})}
+        for resource, amount in asked.items():
+            if "/" in resource:
+                total[resource] = total.get(resource, 0) + int(amount)
+    return total
 
 
 def container_id(pod_uid: str, name: str) -> str:
