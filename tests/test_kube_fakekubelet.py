@@ -302,7 +302,7 @@ async def test_insufficient_extended_resource(v1: CoreV1Api) -> None:
     assert "Insufficient nvidia.com/gpu" in pending.status.conditions[0].message
 
 
-async def test_node_with_gpus_and_labels_schedules(tmp_path: Path) -> None:
+async def test_node_with_gpus_and_labels_schedules_and_retries(tmp_path: Path) -> None:
     async with start_fake_kube(
         tmp_path, node_labels={"gpu": "a100"}, capacity={"nvidia.com/gpu": 1}
     ) as kube:
@@ -317,6 +317,9 @@ async def test_node_with_gpus_and_labels_schedules(tmp_path: Path) -> None:
         pending = await until(v1, "gpu2", lambda p: bool(p.status.conditions))
         assert pending.status.conditions[0].reason == "Unschedulable"
         assert "Insufficient nvidia.com/gpu" in pending.status.conditions[0].message
+        # the scheduler tries again once the GPU is free
+        await v1.delete_namespaced_pod("gpu", NS, grace_period_seconds=1)
+        await until(v1, "gpu2", lambda p: p.status.phase == "Running")
 
 
 async def test_crash_loop(v1: CoreV1Api) -> None:

@@ -9,7 +9,7 @@ scheduler, does what a one-node cluster does:
   reason Unschedulable and a `FailedScheduling` Warning when its nodeSelector
   does not match the node labels, it asks for more of an extended resource
   (e.g. `nvidia.com/gpu`) than the node has left (counting the pods bound to
-  it), or the failure mode says so (it is not retried when room frees up);
+  it), or the failure mode says so; it tries again when a pod leaves the node;
 - "pulls" the image (`Pulling`/`Pulled`, or `Failed` ErrImagePull then
   `BackOff` with the waiting reason ImagePullBackOff for the pull failure mode);
 - runs the FIRST container's `command` + `args` (with `$(VAR)` expanded) as a
@@ -149,6 +149,10 @@ class Kubelet:
         meta = event.obj["metadata"]
         key = (meta["namespace"], meta["name"])
         runner = self.runners.get(key)
+        phase = event.obj.get("status", {}).get("phase")
+        if event.type == "DELETED" or phase in ("Succeeded", "Failed"):
+            for waiting in self.runners.values():
+                waiting.retry.set()
         if event.type == "ADDED":
             spec = event.obj["spec"]
             if spec.get("schedulerName", "default-scheduler") != "default-scheduler":
@@ -200,6 +204,7 @@ class PodRunner:
         self.key = (self.namespace, self.name)
         self.pod = pod
         self.deleting = asyncio.Event()
+        self.retry = asyncio.Event()  # set when a pod left the node: schedule again
         self.removed = asyncio.Event()
         self.grace = 30
         self.process: asyncio.subprocess.Process | None = None
@@ -306,6 +311,20 @@ class PodRunner:
             )
         return statuses
 
+    async def wait_deleting_or_retry(self) -> bool:
+        """Wait for a deletion request (True) or room on the node (False)."""
+        waits = {
+            asyncio.ensure_future(self.deleting.wait()),
+            asyncio.ensure_future(self.retry.wait()),
+        }
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waits:
+                task.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+        return self.deleting.is_set()
+
     async def wait_deleting(self, timeout: float | None = None) -> bool:
         """Wait for a deletion request (True) or the timeout (False)."""
         try:
@@ -319,9 +338,11 @@ class PodRunner:
     async def run(self) -> None:
         await asyncio.sleep(0)  # let the create call answer before the first change
         mode = failure_mode(self.pod)
-        if not self.schedule(mode):
-            await self.wait_deleting()
-            return
+        while not self.schedule(mode):
+            # like the scheduler's queue: try again when a pod leaves the node
+            self.retry.clear()
+            if await self.wait_deleting_or_retry():
+                return
         if not await self.pull(mode):
             await self.wait_deleting()
             self.finish_deletion()
