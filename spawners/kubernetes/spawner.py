@@ -195,16 +195,21 @@ class KubeSpawner(KubeSettings):
         await self.save_state(self.get_state())
         self.report_progress(20, f"pod {names.pod} created, waiting for it to run")
         pod = await self._wait_ready(pods, events, names.pod)
-        host = podstatus.pod_ip(pod)
+        host, port = podstatus.pod_ip(pod), self.pod_port(pod)
         if self.services_enabled:
-            host = await self._ensure_service(connection, namespace, names)
+            host, port = await self._ensure_service(connection, namespace, names), self.port
             await self.save_state(self.get_state())
         url_host = _url_host(host)
         prefix = self.get_env().get("JUPYTERHUB_SERVICE_PREFIX") or "/"
         self.report_progress(90, "waiting for the server to answer")
-        await self._wait_answers(pods, url_host, f"{prefix}api")
+        await self._wait_answers(pods, url_host, port, f"{prefix}api")
         self.report_progress(100, "server is ready")
-        return f"http://{url_host}:{self.port}"
+        return f"http://{url_host}:{port}"
+
+    def pod_port(self, pod: Json) -> int:
+        """The port the server answers on at the pod's IP: `port` (a hook for setups where
+        pods share one network, such as the tests' simulated node)."""
+        return int(self.port)
 
     async def _ensure_claim(
         self, connection: Connection, namespace: str, names: ServerNames
@@ -320,11 +325,11 @@ class KubeSpawner(KubeSettings):
             pods.remove_waiter(name, changed)
             events.remove_waiter(name, changed)
 
-    async def _wait_answers(self, pods: Informer, url_host: str, path: str) -> None:
+    async def _wait_answers(self, pods: Informer, url_host: str, port: int, path: str) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.http_timeout
         delay = 0.02
-        while not await _answers(url_host, self.port, path):
+        while not await _answers(url_host, port, path):
             pod = pods.get(self.pod_name)
             if pod is not None:
                 state = podstatus.starting_state(pod)
