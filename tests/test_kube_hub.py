@@ -1,0 +1,67 @@
+"""The hub with the Kubernetes spawner, end to end against the fake API server and its
+simulated node: a user's server starts as a pod through the REST API, its real
+single-user server checks the user's token with the hub and runs a kernel, and a
+stop deletes the pod."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from spawners.kubernetes import client, informer
+from tests.conftest import HubFactory
+from tests.kube import start_fake_kube
+from tests.kube.kubelet import PORT_ANNOTATION
+from tests.test_kube_pods import SERVER
+
+HANG = 90.0  # only guards against a hang
+
+
+@pytest.fixture
+def db_url(sqlite_db_url: str) -> str:
+    return sqlite_db_url
+
+
+async def test_a_users_server_runs_in_a_pod_and_runs_a_kernel(
+    hub_factory: HubFactory, tmp_path: Path
+) -> None:
+    async with start_fake_kube(tmp_path / "node") as kube:
+        config = (
+            "c.Hub.spawner_class = 'tests.test_kube_pods.NodeSpawner'\n"
+            f"c.KubeSpawner.k8s_api_url = {kube.url!r}\n"
+            f"c.KubeSpawner.namespace = {kube.namespace!r}\n"
+            "c.KubeSpawner.image = 'atrium/singleuser:1'\n"
+            f"c.KubeSpawner.cmd = {SERVER!r}\n"
+        )
+        hub = await hub_factory(config=config)
+        await hub.add_user("alice")
+        try:
+            r = await hub.api("POST", "/users/alice/server")
+            assert r.status in (201, 202), r.body
+            progress = await hub.api("GET", "/users/alice/server/progress")
+            assert b'"ready": true' in progress.body or b'"ready":true' in progress.body
+            pods = kube.server.store.items("pods", kube.namespace)
+            assert [p["metadata"]["name"] for p in pods] == ["atrium-alice"]
+            port = pods[0]["metadata"]["annotations"][PORT_ANNOTATION]
+            server = f"http://127.0.0.1:{port}/user/alice/api"
+            token = await hub.token_for("alice")
+            headers = {"Authorization": f"token {token}"}
+            async with asyncio.timeout(HANG), aiohttp.ClientSession(headers=headers) as http:
+                async with http.get(f"{server}/kernels") as r2:
+                    assert r2.status == 200
+                    assert await r2.json() == []
+                async with http.post(f"{server}/kernels", json={}) as r3:
+                    assert r3.status == 201, await r3.text()
+                    kernel: dict[str, Any] = await r3.json()
+                async with http.delete(f"{server}/kernels/{kernel['id']}") as r4:
+                    assert r4.status == 204
+            stopped = await hub.api("DELETE", "/users/alice/server")
+            assert stopped.status == 204, stopped.body
+            assert kube.server.store.items("pods", kube.namespace) == []
+        finally:
+            await informer.stop_all()
+            await client.close_all()
