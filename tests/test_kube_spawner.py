@@ -445,3 +445,27 @@ async def test_unknown_profile_refused_before_anything_is_created(kube: FakeKube
     with pytest.raises(SpawnError, match="Unknown profile 'huge'"):
         await start(spawner)
     assert kube.server.calls("POST") == []
+
+
+async def test_start_timeout_names_an_unreachable_api(kube: FakeKube) -> None:
+    Node(kube)
+    kube.server.inject("GET", "/pods", status=500, times=None)
+    spawner = make(kube, start_timeout=3)
+    with pytest.raises(SpawnError, match=r"could not be watched: 500"):
+        await start(spawner)
+
+
+async def test_per_pod_service(kube: FakeKube, server_port: int) -> None:
+    """With services_enabled the server is reached through its Service (here a cluster IP
+    nothing answers on), which is owned by the pod and deleted with it."""
+    Node(kube)
+    spawner = make(kube, server_port, services_enabled=True, http_timeout=0.5)
+    with pytest.raises(SpawnError, match="did not answer"):
+        await start(spawner)
+    name = names_for("alice").service
+    service = kube.server.store.get("services", NS, name)
+    assert service["spec"]["selector"]["hub.jupyter.org/username"] == "alice"
+    assert service["spec"]["ports"][0]["port"] == server_port
+    assert service["metadata"]["ownerReferences"][0]["uid"] == spawner.pod_uid
+    await stop(spawner, now=True)
+    assert kube.server.store.find("services", NS, name) is None

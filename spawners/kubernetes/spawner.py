@@ -170,18 +170,27 @@ class KubeSpawner(KubeSettings):
         finally:
             self.end_progress()
 
+    # what the start under way last saw of its pod, and the pod informer it reads
+    _detail = ""
+    _watching: Informer | None = None
+
     def _last_seen(self) -> str:
-        detail = getattr(self, "_detail", "")
-        return f" (it was {detail})" if detail else ""
+        pods = self._watching
+        if pods is not None and pods.stale:
+            error = pods.last_error or "no answer yet"
+            return f" (the Kubernetes API could not be watched: {error})"
+        return f" (it was {self._detail})" if self._detail else ""
 
     async def _start(self) -> str:
         self._detail = ""
+        self._watching = None
         self.apply_profile()
         connection = await self._connection()
         namespace = self.effective_namespace()
         self.pod_namespace = namespace
         names = self.server_names()
         pods, events = self._informers(connection, namespace)
+        self._watching = pods
         self.report_progress(5, "preparing the server's pod")
         if self.storage_capacity:
             await self._ensure_claim(connection, namespace, names)
