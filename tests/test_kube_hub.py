@@ -65,3 +65,33 @@ async def test_a_users_server_runs_in_a_pod_and_runs_a_kernel(
         finally:
             await informer.stop_all()
             await client.close_all()
+
+
+async def test_a_profile_chosen_through_the_api_is_checked(
+    hub_factory: HubFactory, tmp_path: Path
+) -> None:
+    async with start_fake_kube(tmp_path / "node") as kube:
+        config = (
+            "c.Hub.spawner_class = 'tests.test_kube_pods.NodeSpawner'\n"
+            f"c.KubeSpawner.k8s_api_url = {kube.url!r}\n"
+            f"c.KubeSpawner.namespace = {kube.namespace!r}\n"
+            "c.KubeSpawner.profile_list = [\n"
+            "    {'display_name': 'Small', 'slug': 'small'},\n"
+            "    {'display_name': 'GPU', 'slug': 'gpu', 'allowed_groups': ['ml']},\n"
+            "]\n"
+        )
+        hub = await hub_factory(config=config)
+        await hub.add_user("alice")
+        try:
+            for profile, message in [
+                ("huge", "Unknown profile 'huge'; the choices are: small"),
+                ("gpu", "The profile 'GPU' is not available to you"),
+            ]:
+                r = await hub.api("POST", "/users/alice/server", {"profile": profile})
+                if r.status == 202:
+                    r = await hub.api("GET", "/users/alice/server/progress")
+                assert message in r.body.decode(), r.body
+            assert kube.server.store.items("pods", kube.namespace) == []
+        finally:
+            await informer.stop_all()
+            await client.close_all()

@@ -131,3 +131,13 @@ def test_no_profiles_no_form() -> None:
     s = KubeSpawner(user_name="a")
     assert s.options_form == ""
     assert s.options_from_form({"x": ["1"]}) == {"x": "1"}
+
+
+def test_user_options_checked_before_a_start() -> None:
+    s = spawner()
+    s.check_user_options({"profile": "small"})
+    s.check_user_options({})
+    with pytest.raises(ValueError, match="Unknown profile 'x'"):
+        s.check_user_options({"profile": "x"})
+    with pytest.raises(ValueError, match="not available to you"):
+        s.check_user_options({"profile": "gpu"})

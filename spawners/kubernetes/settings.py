@@ -286,6 +286,12 @@ class KubeSettings(Spawner):
             server_label=fresh.server_label,
         )
 
+    def check_user_options(self, user_options: dict[str, Any]) -> None:
+        """ProfileError (a ValueError, its message for the user) when `user_options` choose
+        no profile this user may use: for the hub to refuse a start with a 400 before it
+        begins. `start()` checks again in any case."""
+        choose(self.profiles, user_options, self.user_groups)
+
     def apply_profile(self) -> Profile | None:
         """Put back the settings an earlier start's profile changed, then apply the profile
         `user_options` choose (SpawnError for a bad or forbidden choice)."""
