@@ -469,3 +469,21 @@ async def test_per_pod_service(kube: FakeKube, server_port: int) -> None:
     assert service["metadata"]["ownerReferences"][0]["uid"] == spawner.pod_uid
     await stop(spawner, now=True)
     assert kube.server.store.find("services", NS, name) is None
+
+
+async def test_spawns_share_one_informer_and_make_few_api_calls(
+    kube: FakeKube, server_port: int
+) -> None:
+    Node(kube)
+    users = ["ann", "bob", "cy"]
+    spawners = [make(kube, server_port, user=u) for u in users]
+    async with asyncio.timeout(HANG):
+        await asyncio.gather(*(s.start() for s in spawners))
+    for s in spawners:
+        assert await s.poll() is None
+    # per spawn: create the volume claim, create the pod; nothing polls
+    assert [s.api_calls for s in spawners] == [2, 2, 2]
+    pod_lists = [c for c in kube.server.calls("GET", "/pods$") if not c.watch]
+    assert len(pod_lists) == 1  # one list (then a watch) for every server together
+    await asyncio.gather(*(stop(s) for s in spawners))
+    assert kube.server.store.items("pods", NS) == []
