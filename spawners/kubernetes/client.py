@@ -16,6 +16,7 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import orjson
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio import config as k8s_config
@@ -60,6 +61,8 @@ async def call(operation: Callable[..., Awaitable[Any]], *args: Any, **kwargs: A
         raise
     try:
         body = await response.read()
+    except (OSError, TimeoutError, aiohttp.ClientError) as e:
+        raise KubeError(0, f"the Kubernetes API's answer broke off: {e}") from None
     finally:
         response.release()
     if not 200 <= response.status < 300:

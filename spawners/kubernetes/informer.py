@@ -40,6 +40,8 @@ from spawners.kubernetes.client import Connection, Json, KubeError, call, status
 log = logging.getLogger(__name__)
 
 KeyFunc = Callable[[Json], str]
+# a watch that ends sooner than this (seconds) with no event counts as a failure
+QUICK_WATCH = 1.0
 
 
 class Gone(Exception):
@@ -102,6 +104,7 @@ class Informer:
         # what it asked of the API, for tests and the benchmark
         self.list_calls = 0
         self.watch_calls = 0
+        self.watch_events = 0
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._any_waiters: set[asyncio.Event] = set()
         self._task: asyncio.Task[None] | None = None
@@ -179,7 +182,14 @@ class Informer:
             try:
                 if not self.resource_version:
                     await self._list()
+                began, events = asyncio.get_running_loop().time(), self.watch_events
                 await self._watch()
+                if self.watch_events == events and (
+                    asyncio.get_running_loop().time() - began < QUICK_WATCH
+                ):
+                    # a watch ended at once with nothing in it: do not spin on the API
+                    self.failures += 1
+                    await asyncio.sleep(self._delay())
             except asyncio.CancelledError:
                 raise
             except Gone:
@@ -302,11 +312,11 @@ class Informer:
             if buffer.strip():
                 self._apply(orjson.loads(buffer))
             # the server ended the watch (its timeout): resume from resource_version
-            self.failures = 0
         finally:
             response.release()
 
     def _apply(self, event: Json) -> None:
+        self.watch_events += 1
         kind = event.get("type")
         obj = event.get("object") or {}
         if kind == "ERROR":
