@@ -487,3 +487,37 @@ async def test_spawns_share_one_informer_and_make_few_api_calls(
     assert len(pod_lists) == 1  # one list (then a watch) for every server together
     await asyncio.gather(*(stop(s) for s in spawners))
     assert kube.server.store.items("pods", NS) == []
+
+
+async def test_every_pod_setting_is_accepted_by_the_api(kube: FakeKube, server_port: int) -> None:
+    Node(kube)
+    spawner = make(
+        kube,
+        server_port,
+        server="gpu",
+        storage_per_server=True,
+        image_pull_secrets=["regcred"],
+        cpu_guarantee=0.5,
+        cpu_limit=2.0,
+        mem_guarantee="1G",
+        mem_limit="2G",
+        extra_resource_limits={"nvidia.com/gpu": "1"},
+        node_selector={"pool": "gpu"},
+        tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        affinity={"podAntiAffinity": {}},
+        service_account="notebook",
+        extra_labels={"app.kubernetes.io/instance": "atrium"},
+        priority_class_name="users",
+        init_containers=[{"name": "init", "image": "busybox:1", "command": ["true"]}],
+        extra_containers=[{"name": "side", "image": "busybox:1"}],
+        volumes=[{"name": "data", "emptyDir": {}}],
+        volume_mounts=[{"name": "data", "mountPath": "/data"}],
+        read_only_root_filesystem=True,
+    )
+    await start(spawner)
+    names = names_for("alice", "gpu", claim_per_server=True)
+    assert spawner.get_state()["pvc_name"] == names.claim != names_for("alice").claim
+    pod = kube.server.store.get("pods", NS, names.pod)
+    assert pod["metadata"]["labels"]["hub.jupyter.org/servername"] == "gpu"
+    assert pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    await stop(spawner)
