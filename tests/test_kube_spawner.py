@@ -521,3 +521,20 @@ async def test_every_pod_setting_is_accepted_by_the_api(kube: FakeKube, server_p
     assert pod["metadata"]["labels"]["hub.jupyter.org/servername"] == "gpu"
     assert pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     await stop(spawner)
+
+
+async def test_stop_leaves_a_newer_pod_of_the_same_name_alone(
+    kube: FakeKube, server_port: int
+) -> None:
+    Node(kube)
+    old = make(kube, server_port)
+    await start(old)
+    state = old.get_state()
+    newer = make(kube, server_port)  # e.g. started by another hub meanwhile
+    await stop(old)
+    await start(newer)
+    stale = make(kube, server_port)
+    stale.load_state(state)  # remembers the first pod's uid
+    await stop(stale)
+    assert kube.server.store.find("pods", NS, state["pod_name"]) is not None
+    assert await newer.poll() is None

@@ -407,10 +407,15 @@ class KubeSpawner(KubeSettings):
         pods, _ = self._informers(connection, namespace)
         names = [self.pod_name] if self.pod_name else await self._find_pods(connection, namespace)
         grace = 0 if now else self.delete_grace_period
+        # only the pod this spawner started: a newer one of the same name is not ours to end
+        uid = self.pod_uid if self.pod_name else ""
+        gone = []
         for name in names:
-            await self._delete(
-                "the pod", connection.core.delete_namespaced_pod, name, namespace, grace
-            )
+            if not await self._delete(
+                "the pod", connection.core.delete_namespaced_pod, name, namespace, grace, uid
+            ):
+                gone.append(name)
+        names = [name for name in names if name not in gone]
         if self.services_enabled or self.service_name:
             service = self.service_name or self.server_names().service
             await self._delete(
@@ -437,16 +442,28 @@ class KubeSpawner(KubeSettings):
         ]
 
     async def _delete(
-        self, what: str, operation: Any, name: str, namespace: str, grace: int | None
-    ) -> None:
+        self,
+        what: str,
+        operation: Any,
+        name: str,
+        namespace: str,
+        grace: int | None,
+        uid: str = "",
+    ) -> bool:
+        """Delete `name`; False when it was already gone (404), or when `uid` is given and
+        the object of that name is another one (409)."""
         options: dict[str, Any] = {}
         if grace is not None:
             options["grace_period_seconds"] = grace
+        if uid:
+            options["body"] = {"preconditions": {"uid": uid}}
         try:
             await self._api(f"deleting {what}", operation, name, namespace, **options)
         except KubeError as e:
-            if e.status != 404:
-                raise SpawnError(f"{what} {name} could not be deleted: {e.message}") from None
+            if e.status == 404 or (uid and e.status == 409):
+                return False
+            raise SpawnError(f"{what} {name} could not be deleted: {e.message}") from None
+        return True
 
     async def _wait_gone(
         self, connection: Connection, namespace: str, name: str, pods: Informer
