@@ -386,6 +386,24 @@ async def test_adoption_after_a_hub_restart(kube: FakeKube, server_port: int) ->
     assert await second.poll() == 0
 
 
+async def test_a_lost_state_is_found_again_by_label(kube: FakeKube, server_port: int) -> None:
+    """A server the hub records as running, without its state: poll finds the pod by its
+    labels (in the informer) and keeps it, and a stop ends it."""
+    Node(kube)
+    await start(make(kube, server_port, server="lab"))
+    other = make(kube, server_port, user="bob", server="lab")
+    await start(other)
+    await forget_connections()
+    lost = make(kube, server_port, server="lab")
+    lost.load_state({})
+    assert await lost.poll() is None
+    assert lost.pod_name == names_for("alice", "lab").pod
+    await stop(lost)
+    assert await lost.poll() == 0
+    assert await make(kube, server_port, user="nobody").poll() == 0
+    assert kube.server.store.find("pods", NS, names_for("bob", "lab").pod) is not None
+
+
 async def test_unrecorded_start_is_found_by_label(kube: FakeKube, server_port: int) -> None:
     """A hub that died between creating the pod and saving the state: its successor's
     stop(now=True) of the unfinished start still finds and deletes the pod."""

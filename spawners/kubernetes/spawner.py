@@ -380,8 +380,6 @@ class KubeSpawner(KubeSettings):
     # --- poll ----------------------------------------------------------------------------
 
     async def poll(self) -> int | None:
-        if not self.pod_name:
-            return 0
         connection = await self._connection()
         pods, _ = self._informers(connection, self.effective_namespace())
         if not pods.synced and not await pods.wait_synced(POLL_SYNC_WAIT):
@@ -392,12 +390,27 @@ class KubeSpawner(KubeSettings):
                 pods.last_error or "no answer yet",
             )
             return None
+        if not self.pod_name:
+            # no pod recorded (a state the hub lost): this server's pod, found by its labels
+            found = self._find_in_cache(pods)
+            if found is None:
+                return 0
+            self.pod_name, self.pod_uid = name_of(found), _uid(found)
+            self.log.info("Adopted the pod %s of %s by its labels", self.pod_name, self.log_name)
         pod = pods.get(self.pod_name)
         if pod is None:
             return 0
         if self.pod_uid and _uid(pod) not in ("", self.pod_uid):
             return 0  # another pod of the same name: ours is gone
         return podstatus.exit_status(pod)
+
+    def _find_in_cache(self, pods: Informer) -> Json | None:
+        labels = server_labels(self.server_names())
+        for pod in pods.items.values():
+            found = (pod.get("metadata") or {}).get("labels") or {}
+            if all(found.get(k) == v for k, v in labels.items()) and self._is_ours(pod):
+                return pod
+        return None
 
     # --- stop ----------------------------------------------------------------------------
 
@@ -501,6 +514,10 @@ class KubeSpawner(KubeSettings):
             None,
         )
         self.pvc_name = ""
+
+
+def name_of(obj: Json) -> str:
+    return str((obj.get("metadata") or {}).get("name") or "")
 
 
 def _uid(obj: Json) -> str:
