@@ -12,8 +12,10 @@ when it is not. `stop` deletes the pod with a grace period and waits until it
 is gone; `poll` reads the informer only, never the API.
 
 The pod, claim and service names (`names`) are kept in the state the hub
-stores, so a restarted hub finds the pod again (`load_state` + `poll`), and a
-start the previous hub never recorded is still found and ended by its labels.
+stores, so a restarted hub finds the pod again (`load_state` + `poll`); a pod
+whose state was lost is found by its labels (and its annotations, which hold
+the exact user and server names), by `poll` in the informer and by `stop`.
+A stop deletes only the pod it started (a uid precondition).
 Profiles (`profiles`) are the options form; the chosen one's overrides apply to
 the settings for that start only.
 """
