@@ -196,8 +196,8 @@ class Informer:
                 log.info("%s watch: resourceVersion expired (410), listing again", self.kind)
                 self.resource_version = ""
                 self.failures += 1
+                self._set_connected(False)  # behind until the new list is in
                 if self.failures > 1:  # 410 again and again: do not hammer the API
-                    self._set_connected(False)
                     await asyncio.sleep(self._delay())
             except Exception as e:
                 self.failures += 1
