@@ -343,7 +343,10 @@ async def test_start_timeout(kube: FakeKube) -> None:
         await start(spawner)
 
 
-async def test_watch_dropped_mid_spawn(kube: FakeKube, server_port: int) -> None:
+@pytest.mark.parametrize("history_lost", [False, True])
+async def test_watch_dropped_mid_spawn(
+    kube: FakeKube, server_port: int, history_lost: bool
+) -> None:
     node = Node(kube)
     node.hold = True
     spawner = make(kube, server_port)
@@ -358,8 +361,11 @@ async def test_watch_dropped_mid_spawn(kube: FakeKube, server_port: int) -> None
             await scheduled.wait()
     assert kube.server.drop_watches() >= 1
     node.release()  # the pod runs while the watch is down
+    if history_lost:
+        kube.server.compact()  # the resume gets 410 Gone: the informer lists again
     assert await task == f"http://127.0.0.1:{server_port}"
-    assert pods.list_calls == 1  # resumed from its resourceVersion, nothing missed
+    # resumed from its resourceVersion, nothing missed; or listed again after a 410
+    assert pods.list_calls == (2 if history_lost else 1)
 
 
 async def test_api_500s_are_retried(kube: FakeKube, server_port: int) -> None:
