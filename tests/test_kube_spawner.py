@@ -562,3 +562,13 @@ async def test_stop_leaves_a_newer_pod_of_the_same_name_alone(
     await stop(stale)
     assert kube.server.store.find("pods", NS, state["pod_name"]) is not None
     assert await newer.poll() is None
+
+
+async def test_stop_retries_api_500s(kube: FakeKube, server_port: int) -> None:
+    Node(kube)
+    spawner = make(kube, server_port)
+    await start(spawner)
+    kube.server.inject("DELETE", "/pods/", status=500, times=1)
+    await stop(spawner)
+    assert kube.server.store.find("pods", NS, spawner.pod_name) is None
+    assert len(kube.server.calls("DELETE", "/pods/")) == 2

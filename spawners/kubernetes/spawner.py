@@ -47,8 +47,8 @@ from spawners.kubernetes.settings import KubeSettings
 POLL_SYNC_WAIT = 10.0
 # while an informer is stale, a stop also asks the API this often whether the pod is gone
 STOP_RECHECK = 5.0
-# tries of a create that fails with a 5xx or no answer
-CREATE_ATTEMPTS = 3
+# tries of a create or delete that fails with a 5xx or no answer
+API_ATTEMPTS = 3
 
 
 def _url_host(ip: str) -> str:
@@ -142,14 +142,18 @@ class KubeSpawner(KubeSettings):
             raise
 
     async def _create(self, what: str, operation: Any, namespace: str, body: Json) -> Json:
-        """Create an object, trying again after a 5xx or no answer (a create that did
-        happen then answers 409, which callers handle)."""
-        for attempt in range(CREATE_ATTEMPTS):
+        """Create an object (a create that did happen before a failure answers 409 when
+        tried again, which callers handle)."""
+        return await self._retrying(what, operation, namespace, body)
+
+    async def _retrying(self, what: str, operation: Any, *args: Any, **kwargs: Any) -> Json:
+        """An API call, tried again after a 5xx or no answer."""
+        for attempt in range(API_ATTEMPTS):
             try:
-                return await self._api(what, operation, namespace, body)
+                return await self._api(what, operation, *args, **kwargs)
             except KubeError as e:
                 transient = e.status == 0 or e.status >= 500
-                if not transient or attempt == CREATE_ATTEMPTS - 1:
+                if not transient or attempt == API_ATTEMPTS - 1:
                     raise
                 self.log.warning("%s for %s failed (%s); trying again", what, self.log_name, e)
                 await asyncio.sleep(0.2 * 2**attempt)
@@ -473,7 +477,7 @@ class KubeSpawner(KubeSettings):
         if uid:
             options["body"] = {"preconditions": {"uid": uid}}
         try:
-            await self._api(f"deleting {what}", operation, name, namespace, **options)
+            await self._retrying(f"deleting {what}", operation, name, namespace, **options)
         except KubeError as e:
             if e.status == 404 or (uid and e.status == 409):
                 return False
