@@ -177,3 +177,14 @@ def test_spawner_settings_reach_the_pod() -> None:
 def test_root_is_refused() -> None:
     with pytest.raises(TraitError, match="root"):
         KubeSpawner(user_name="a", run_as_uid=0)
+
+
+def test_a_guarantee_above_its_limit_is_a_clear_error() -> None:
+    from spawners.base import SpawnError
+
+    spawner = KubeSpawner(user_name="a", mem_guarantee="4G", mem_limit="2G")
+    with pytest.raises(SpawnError, match=r"mem_guarantee \(4294967296\) is more than mem_limit"):
+        spawner.pod_config(spawner.server_names())
+    spawner = KubeSpawner(user_name="a", cpu_guarantee=2, cpu_limit=1)
+    with pytest.raises(SpawnError, match=r"cpu_guarantee \(2\) is more than cpu_limit \(1\)"):
+        spawner.pod_config(spawner.server_names())

@@ -37,6 +37,10 @@ def _in_cluster_namespace() -> str:
         return "default"
 
 
+def _number(value: float) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 class KubeSettings(Spawner):
     """The settings of the Kubernetes spawner (see the module docstring)."""
 
@@ -314,7 +318,20 @@ class KubeSettings(Spawner):
                 ) from None
         return profile
 
+    def check_resources(self) -> None:
+        """SpawnError when a guarantee exceeds its limit (the API would refuse the pod)."""
+        for what, guarantee, limit in (
+            ("cpu", self.cpu_guarantee, self.cpu_limit),
+            ("mem", self.mem_guarantee, self.mem_limit),
+        ):
+            if guarantee and limit and guarantee > limit:
+                raise SpawnError(
+                    f"{what}_guarantee ({_number(guarantee)}) is more than {what}_limit "
+                    f"({_number(limit)}); ask an admin to fix the server settings"
+                )
+
     def pod_config(self, names: ServerNames) -> PodConfig:
+        self.check_resources()
         env = self.get_env()
         prefix = env.get("JUPYTERHUB_SERVICE_PREFIX") or "/"
         return PodConfig(
