@@ -21,6 +21,7 @@ from hub.errors import ConfigError
 from hub.log import setup_logging
 from hub.settings import Hub
 from spawners.base import Spawner
+from spawners.kubernetes import KubeSpawner
 from spawners.local import LocalProcessSpawner
 
 DB_URL_ENV = "ATRIUM_DB_URL"
@@ -61,7 +62,7 @@ class HubCommand(Application):
         "atrium_config.py", help="The config file to load (Python, c.Hub.port = 8000 style)."
     ).tag(config=True)
     aliases = aliases
-    classes = [Hub, Spawner, LocalProcessSpawner, *authenticator_classes()]
+    classes = [Hub, Spawner, LocalProcessSpawner, KubeSpawner, *authenticator_classes()]
     raise_config_file_errors = True
 
     def _log_level_default(self) -> int:

@@ -92,6 +92,7 @@ def spawner_factory(spawner_class: str, config: Any) -> SpawnerFactory | None:
             config=config,
         )
 
+    factory.spawner_class = cls  # type: ignore[attr-defined]
     return factory
 
 
@@ -653,7 +654,11 @@ class Orchestrator:
                 log.error("Stopping %s at shutdown failed: %s", ref.log_name, result)
 
     async def shutdown(self) -> None:
-        """Cancel in-flight work and wait for it (servers themselves keep running)."""
+        """Cancel in-flight work and wait for it (servers themselves keep running), then
+        let the spawner class release what its spawners share."""
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        cls = getattr(self.factory, "spawner_class", None)
+        if cls is not None:
+            await cls.release_shared()

@@ -184,6 +184,11 @@ class Spawner(LoggingConfigurable):
         self._progress_active = False
         self._progress_changed = asyncio.Event()
 
+    @classmethod
+    async def release_shared(cls) -> None:
+        """Let go of what every spawner of this class shares (watches, API connections)
+        when the hub shuts down; nothing by default."""
+
     def get_env(self) -> dict[str, str]:
         """The server's environment: `c.Spawner.environment`, then the hub's contract
         variables (`self.env`, set by the hub before each start), which win."""

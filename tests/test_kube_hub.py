@@ -62,6 +62,12 @@ async def test_a_users_server_runs_in_a_pod_and_runs_a_kernel(
             stopped = await hub.api("DELETE", "/users/alice/server")
             assert stopped.status == 204, stopped.body
             assert kube.server.store.items("pods", kube.namespace) == []
+            # the hub's shutdown ends the shared watches and API connections
+            assert informer._shared
+            assert client._connections
+            await hub.state.orchestrator.shutdown()
+            assert not informer._shared
+            assert not client._connections
         finally:
             await informer.stop_all()
             await client.close_all()

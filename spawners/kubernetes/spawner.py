@@ -28,8 +28,8 @@ from typing import Any
 
 from spawners.base import SpawnError
 from spawners.kubernetes import podstatus
-from spawners.kubernetes.client import Connection, Json, KubeError, call, connect
-from spawners.kubernetes.informer import Informer, shared
+from spawners.kubernetes.client import Connection, Json, KubeError, call, close_all, connect
+from spawners.kubernetes.informer import Informer, shared, stop_all
 from spawners.kubernetes.manifest import claim_manifest, pod_manifest, service_manifest
 from spawners.kubernetes.names import (
     ANNOTATION_SERVER,
@@ -87,6 +87,12 @@ def _api_failure(what: str, e: KubeError) -> SpawnError:
 
 class KubeSpawner(KubeSettings):
     """Runs each user server as a Kubernetes pod (see the module docstring)."""
+
+    @classmethod
+    async def release_shared(cls) -> None:
+        """The shared informers' watches and the API connections end with the hub."""
+        await stop_all()
+        await close_all()
 
     # --- state ---------------------------------------------------------------------------
 
