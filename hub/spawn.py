@@ -217,6 +217,13 @@ class Orchestrator:
                 await self._stop_ref(current, False, req.name)
             elif current.started and not current.pending:
                 await self._notice_exit(current)
+        groups = await self.db.run(user_ops.group_names, user_name)
+        checker = self.form_spawner(user_name, server_name, groups)
+        if checker is not None and isinstance(options, dict):
+            try:
+                checker.check_user_options(options)
+            except ValueError as e:
+                raise BadRequest(str(e)) from None
         async with self._admit:
             await self._check_limits()
             ref = await self.db.run(
@@ -228,6 +235,7 @@ class Orchestrator:
             self.progress[ref.id].add(requested_event())
         try:
             spawner = self._spawner_for(ref)
+            spawner.user_groups = groups
             token = await self.db.run(credentials.issue, self.ctx, ref.id)
             spawner.env = server_env(
                 self.ctx, self.hub_url, ref.user_name, ref.name, token, spawner.default_url
@@ -503,6 +511,13 @@ class Orchestrator:
         outcomes = await asyncio.gather(*(self._stop_ref(ref, False, req.name) for ref in refs))
         if "pending" in outcomes:
             raise BadRequest(f"{user_name}'s server is in the process of stopping, please wait")
+        remover = self.form_spawner(user_name, "")
+        if remover is not None:
+            try:
+                await remover.delete_forever()
+            except Exception as e:
+                # the user goes anyway; what was left is for an operator to clean up
+                log.warning("Removing what %s's servers kept failed: %s", user_name, e)
         await self.db.run(user_ops.delete_user, req, user_name)
 
     # --- progress -------------------------------------------------------------------
@@ -543,13 +558,17 @@ class Orchestrator:
             raise BadRequest(f"{ref.log_name} is not starting, it is stopping")
         raise BadRequest(f"{ref.log_name} is not starting")
 
-    def form_spawner(self, user_name: str, server_name: str) -> Spawner | None:
-        """A spawner for showing and reading the options form of a server about to start
-        (None without a spawner); never started."""
+    def form_spawner(
+        self, user_name: str, server_name: str, user_groups: list[str] | None = None
+    ) -> Spawner | None:
+        """A spawner for showing and reading the options form of a server about to start,
+        or checking its options (None without a spawner); never started."""
         if self.factory is None:
             return None
         ref = ServerRef(0, 0, user_name, server_name, {}, {}, None, False, None)
-        return self.factory(ref)
+        spawner = self.factory(ref)
+        spawner.user_groups = user_groups
+        return spawner
 
     def landing_url(self, ref: ServerRef) -> str:
         """Where a person goes once the server is ready: its prefix, plus the spawner's

@@ -184,6 +184,17 @@ class Spawner(LoggingConfigurable):
         self._progress_active = False
         self._progress_changed = asyncio.Event()
 
+    # the groups of the server's user, set by the hub before a start or an options check
+    # (e.g. for profiles open to some groups only); None when not known
+    user_groups: list[str] | None = None
+
+    def check_user_options(self, user_options: dict[str, Any]) -> None:
+        """ValueError (its message for the user) when these options can start no server,
+        so that the hub refuses the start with a 400 before anything begins."""
+
+    async def delete_forever(self) -> None:
+        """The user is being deleted: remove what outlives their servers (a volume)."""
+
     @classmethod
     async def release_shared(cls) -> None:
         """Let go of what every spawner of this class shares (watches, API connections)

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from spawners.kubernetes import client, informer
-from tests.conftest import HubFactory
+from tests.conftest import HubFactory, expect_error
 from tests.kube import start_fake_kube
 from tests.kube.kubelet import PORT_ANNOTATION
 from tests.test_kube_pods import SERVER
@@ -81,6 +81,7 @@ async def test_a_profile_chosen_through_the_api_is_checked(
             "c.Hub.spawner_class = 'tests.test_kube_pods.NodeSpawner'\n"
             f"c.KubeSpawner.k8s_api_url = {kube.url!r}\n"
             f"c.KubeSpawner.namespace = {kube.namespace!r}\n"
+            f"c.KubeSpawner.cmd = {SERVER!r}\n"
             "c.KubeSpawner.profile_list = [\n"
             "    {'display_name': 'Small', 'slug': 'small'},\n"
             "    {'display_name': 'GPU', 'slug': 'gpu', 'allowed_groups': ['ml']},\n"
@@ -94,10 +95,44 @@ async def test_a_profile_chosen_through_the_api_is_checked(
                 ("gpu", "The profile 'GPU' is not available to you"),
             ]:
                 r = await hub.api("POST", "/users/alice/server", {"profile": profile})
-                if r.status == 202:
-                    r = await hub.api("GET", "/users/alice/server/progress")
-                assert message in r.body.decode(), r.body
+                # refused before anything starts: no pending server, no pod
+                expect_error(r, 400, message)
             assert kube.server.store.items("pods", kube.namespace) == []
+            assert (await hub.api("GET", "/users/alice")).json()["pending"] is None
+            # in the group the profile is for, alice may choose it
+            assert (await hub.api("POST", "/groups/ml", {"users": ["alice"]})).status == 201
+            r = await hub.api("POST", "/users/alice/server", {"profile": "gpu"})
+            assert r.status in (201, 202), r.body
+            await hub.api("GET", "/users/alice/server/progress")
+            assert [p["metadata"]["name"] for p in kube.server.store.items("pods", kube.namespace)]
+        finally:
+            await informer.stop_all()
+            await client.close_all()
+
+
+async def test_the_users_volume_goes_with_the_user_when_configured(
+    hub_factory: HubFactory, tmp_path: Path
+) -> None:
+    async with start_fake_kube(tmp_path / "node") as kube:
+        config = (
+            "c.Hub.spawner_class = 'tests.test_kube_pods.NodeSpawner'\n"
+            f"c.KubeSpawner.k8s_api_url = {kube.url!r}\n"
+            f"c.KubeSpawner.namespace = {kube.namespace!r}\n"
+            f"c.KubeSpawner.cmd = {SERVER!r}\n"
+            "c.KubeSpawner.delete_pvc_with_user = True\n"
+        )
+        hub = await hub_factory(config=config)
+        await hub.add_user("alice")
+        try:
+            r = await hub.api("POST", "/users/alice/server")
+            assert r.status in (201, 202), r.body
+            await hub.api("GET", "/users/alice/server/progress")
+            claims = kube.server.store.items("persistentvolumeclaims", kube.namespace)
+            assert len(claims) == 1
+            # deleting the user stops the server, then deletes the volume
+            assert (await hub.api("DELETE", "/users/alice")).status == 204
+            assert kube.server.store.items("pods", kube.namespace) == []
+            assert kube.server.store.items("persistentvolumeclaims", kube.namespace) == []
         finally:
             await informer.stop_all()
             await client.close_all()

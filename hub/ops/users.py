@@ -397,6 +397,15 @@ def check_delete(session: Session, req: Requester, name: str) -> None:
     _deletable(session, req, name)
 
 
+def group_names(session: Session, name: str) -> list[str]:
+    """The names of a user's groups (none for an unknown user)."""
+    return list(
+        session.scalars(
+            select(Group.name).join(User.groups).where(User.name == name).order_by(Group.name)
+        )
+    )
+
+
 def delete_user(session: Session, req: Requester, name: str) -> None:
     """Delete a user whose servers are stopped (`hub.spawn` stops them first)."""
     user = _deletable(session, req, name)

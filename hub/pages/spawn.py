@@ -123,7 +123,8 @@ class SpawnHandler(ServerPage):
         else:
             state = "is not running."
             heading = "Start your server" if own else f"Start {name}'s server"
-        spawner = self.hub.orchestrator.form_spawner(name, server_name)
+        # the form offers the profiles the user's groups may use
+        spawner = self.hub.orchestrator.form_spawner(name, server_name, model.get("groups"))
         return {
             "title": heading,
             "heading": heading,
@@ -165,7 +166,8 @@ class SpawnHandler(ServerPage):
         if server and server.get("ready"):
             await self._go_to_server(req, name, server_name)
             return
-        options = self._options(self.hub.orchestrator.form_spawner(name, server_name))
+        form = self.hub.orchestrator.form_spawner(name, server_name, model.get("groups"))
+        options = self._options(form)
         await self.start_and_go(req, name, server_name, options)
 
     def _options(self, spawner: Spawner | None) -> dict[str, Any] | None:
