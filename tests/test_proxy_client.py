@@ -18,6 +18,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -272,13 +273,18 @@ async def test_named_server_routes(
 
 
 async def test_a_start_fails_clearly_when_the_route_cannot_be_added(
-    hub_factory: HubFactory, hub_logs: LogCapture
+    hub_factory: HubFactory, hub_logs: LogCapture, request: pytest.FixtureRequest
 ) -> None:
-    # an external proxy (not started by the hub) that is not there
+    # an external proxy (not started by the hub) that is not there: a port held bound but
+    # never listening, so connections are refused and no server started meanwhile (the
+    # user's, on a port of its own choosing) can be given it
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    request.addfinalizer(holder.close)
     hub = await hub_factory(
         proxy="chp",
         proxy_should_start=False,
-        proxy_api_url=f"http://127.0.0.1:{free_port()}",
+        proxy_api_url=f"http://127.0.0.1:{holder.getsockname()[1]}",
         spawner_class=SPAWNER,
     )
     await hub.add_user("ann")
