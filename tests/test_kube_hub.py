@@ -26,17 +26,21 @@ def db_url(sqlite_db_url: str) -> str:
     return sqlite_db_url
 
 
+def node_config(kube: Any) -> str:
+    """The hub's spawner on the fake API server and its simulated node, running SERVER."""
+    return (
+        "c.Hub.spawner_class = 'tests.test_kube_pods.NodeSpawner'\n"
+        f"c.KubeSpawner.k8s_api_url = {kube.url!r}\n"
+        f"c.KubeSpawner.namespace = {kube.namespace!r}\n"
+        f"c.KubeSpawner.cmd = {SERVER!r}\n"
+    )
+
+
 async def test_a_users_server_runs_in_a_pod_and_runs_a_kernel(
     hub_factory: HubFactory, tmp_path: Path
 ) -> None:
     async with start_fake_kube(tmp_path / "node") as kube:
-        config = (
-            "c.Hub.spawner_class = 'tests.test_kube_pods.NodeSpawner'\n"
-            f"c.KubeSpawner.k8s_api_url = {kube.url!r}\n"
-            f"c.KubeSpawner.namespace = {kube.namespace!r}\n"
-            "c.KubeSpawner.image = 'atrium/singleuser:1'\n"
-            f"c.KubeSpawner.cmd = {SERVER!r}\n"
-        )
+        config = node_config(kube) + "c.KubeSpawner.image = 'atrium/singleuser:1'\n"
         hub = await hub_factory(config=config)
         await hub.add_user("alice")
         try:
@@ -78,11 +82,7 @@ async def test_a_profile_chosen_through_the_api_is_checked(
 ) -> None:
     async with start_fake_kube(tmp_path / "node") as kube:
         config = (
-            "c.Hub.spawner_class = 'tests.test_kube_pods.NodeSpawner'\n"
-            f"c.KubeSpawner.k8s_api_url = {kube.url!r}\n"
-            f"c.KubeSpawner.namespace = {kube.namespace!r}\n"
-            f"c.KubeSpawner.cmd = {SERVER!r}\n"
-            "c.KubeSpawner.profile_list = [\n"
+            node_config(kube) + "c.KubeSpawner.profile_list = [\n"
             "    {'display_name': 'Small', 'slug': 'small'},\n"
             "    {'display_name': 'GPU', 'slug': 'gpu', 'allowed_groups': ['ml']},\n"
             "]\n"
@@ -114,13 +114,7 @@ async def test_the_users_volume_goes_with_the_user_when_configured(
     hub_factory: HubFactory, tmp_path: Path
 ) -> None:
     async with start_fake_kube(tmp_path / "node") as kube:
-        config = (
-            "c.Hub.spawner_class = 'tests.test_kube_pods.NodeSpawner'\n"
-            f"c.KubeSpawner.k8s_api_url = {kube.url!r}\n"
-            f"c.KubeSpawner.namespace = {kube.namespace!r}\n"
-            f"c.KubeSpawner.cmd = {SERVER!r}\n"
-            "c.KubeSpawner.delete_pvc_with_user = True\n"
-        )
+        config = node_config(kube) + "c.KubeSpawner.delete_pvc_with_user = True\n"
         hub = await hub_factory(config=config)
         await hub.add_user("alice")
         try:
