@@ -14,12 +14,14 @@ from typing import Any
 
 import aiohttp
 import pytest
+from kubernetes_asyncio.client import CoreV1Api
 
 from spawners.base import SpawnError
 from spawners.kubernetes import KubeSpawner, client, informer
 from spawners.kubernetes.client import Json
 from tests.kube import FakeKube, start_fake_kube
 from tests.kube.kubelet import PORT_ANNOTATION
+from tests.kube.store import WatchEvent
 
 HANG = 60.0  # only guards against a hang
 # tests run as root here: the server must be told that is meant
@@ -28,10 +30,14 @@ SERVER = [sys.executable, "-m", "singleuser", "--allow-root"]
 
 class NodeSpawner(KubeSpawner):
     """Pods on the simulated node share the host's network: each listens on the port the
-    node gave it (an annotation) instead of `port`."""
+    node gave it (an annotation) instead of `port`, and a Service's cluster IP is the
+    service proxy's port on 127.0.0.1 (an annotation too, see `tests.kube.controllers`)."""
 
     def pod_port(self, pod: Json) -> int:
         return int(pod["metadata"]["annotations"][PORT_ANNOTATION])
+
+    def service_address(self, service: Json) -> tuple[str, int]:
+        return "127.0.0.1", int(service["metadata"]["annotations"][PORT_ANNOTATION])
 
 
 @pytest.fixture
@@ -93,6 +99,61 @@ async def test_a_real_server_runs_in_a_pod(kube: FakeKube) -> None:
     async with aiohttp.ClientSession() as http:
         with pytest.raises(aiohttp.ClientConnectionError):
             await http.get(f"{url}/user/alice/api")
+
+
+async def test_a_server_reached_through_its_service(kube: FakeKube) -> None:
+    """services_enabled: the hub's address for the server is its Service, which forwards to
+    the ready pod; the Service goes with the server, and with the pod it belongs to."""
+    spawner = make(kube, services_enabled=True)
+    async with asyncio.timeout(HANG):
+        url = await spawner.start()
+    service = kube.server.store.get("services", kube.namespace, spawner.service_name)
+    pod = kube.server.store.get("pods", kube.namespace, spawner.pod_name)
+    # the address is the Service's, not the pod's
+    service_port = int(service["metadata"]["annotations"][PORT_ANNOTATION])
+    assert url == f"http://127.0.0.1:{service_port}"
+    assert service_port != int(pod["metadata"]["annotations"][PORT_ANNOTATION])
+    assert service["spec"]["clusterIP"].startswith("10.96.")
+    assert service["metadata"]["ownerReferences"][0]["uid"] == pod["metadata"]["uid"]
+    async with aiohttp.ClientSession() as http, http.get(f"{url}/user/alice/api") as r:
+        assert r.status == 200
+        assert "version" in await r.json()
+    state = spawner.get_state()
+    assert state["service_name"] == spawner.service_name
+    async with asyncio.timeout(HANG):
+        await spawner.stop()
+    assert kube.server.store.find("services", kube.namespace, state["service_name"]) is None
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await http.get(f"{url}/user/alice/api")
+
+    # a pod deleted behind the hub's back takes its Service with it (garbage collection),
+    # and until then the Service has no endpoint to forward to
+    again = make(kube, services_enabled=True)
+    async with asyncio.timeout(HANG):
+        url = await again.start()
+    name = again.service_name
+    seen = asyncio.Event()
+
+    def deleted(plural: str, event: WatchEvent) -> None:
+        if plural == "services" and event.type == "DELETED":
+            seen.set()
+
+    kube.server.store.subscribers.append(deleted)
+    try:
+        await CoreV1Api(kube.api).delete_namespaced_pod(
+            again.pod_name, kube.namespace, grace_period_seconds=0
+        )
+        async with asyncio.timeout(HANG):
+            await seen.wait()
+    finally:
+        kube.server.store.subscribers.remove(deleted)
+    assert kube.server.store.find("services", kube.namespace, name) is None
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await http.get(f"{url}/user/alice/api")
+    async with asyncio.timeout(HANG):
+        await again.stop()
 
 
 async def test_adopted_after_a_hub_restart(kube: FakeKube) -> None:

@@ -39,6 +39,7 @@ from spawners.kubernetes.names import (
     LABEL_MANAGED_BY,
     ServerNames,
     label_selector,
+    names_for,
     server_labels,
 )
 from spawners.kubernetes.settings import KubeSettings
@@ -218,7 +219,8 @@ class KubeSpawner(KubeSettings):
         pod = await self._wait_ready(pods, events, names.pod)
         host, port = podstatus.pod_ip(pod), self.pod_port(pod)
         if self.services_enabled:
-            host, port = await self._ensure_service(connection, namespace, names), self.port
+            service = await self._ensure_service(connection, namespace, names)
+            host, port = self.service_address(service)
             await self.save_state(self.get_state())
         url_host = _url_host(host)
         prefix = self.get_env().get("JUPYTERHUB_SERVICE_PREFIX") or "/"
@@ -363,9 +365,20 @@ class KubeSpawner(KubeSettings):
             await asyncio.sleep(delay)
             delay = min(0.5, delay * 1.5)
 
+    def service_address(self, service: Json) -> tuple[str, int]:
+        """Where the server's Service answers: its cluster IP (or, for a headless one, its
+        DNS name) and `port` (a hook, as `pod_port` is)."""
+        cluster_ip = str((service.get("spec") or {}).get("clusterIP") or "")
+        if cluster_ip and cluster_ip != "None":
+            return cluster_ip, self.port
+        meta = service.get("metadata") or {}
+        return f"{meta.get('name')}.{meta.get('namespace') or self.effective_namespace()}.svc", (
+            self.port
+        )
+
     async def _ensure_service(
         self, connection: Connection, namespace: str, names: ServerNames
-    ) -> str:
+    ) -> Json:
         body = service_manifest(names, self.port, self.user_name, self.server_name, self.pod_uid)
         try:
             service = await self._create(
@@ -384,10 +397,7 @@ class KubeSpawner(KubeSettings):
             except KubeError as e2:
                 raise _api_failure("the server's service could not be read", e2) from None
         self.service_name = names.service
-        cluster_ip = str((service.get("spec") or {}).get("clusterIP") or "")
-        if cluster_ip and cluster_ip != "None":
-            return cluster_ip
-        return f"{names.service}.{namespace}.svc"
+        return service
 
     # --- poll ----------------------------------------------------------------------------
 
@@ -513,13 +523,18 @@ class KubeSpawner(KubeSettings):
     # --- deleting the user ---------------------------------------------------------------
 
     async def delete_forever(self) -> None:
-        """The user is deleted: delete their volume when delete_pvc_with_user says so."""
+        """The server is deleted for good: its volume goes when delete_pvc_with_user says
+        so and the volume is its own (the user's volume, for the default server when the
+        user is deleted; a named server's own one with storage_per_server). A named server
+        sharing the user's volume leaves it to the user's deletion."""
         if not self.delete_pvc_with_user or not self.storage_capacity:
+            return
+        if self.server_name and self.server_names().claim == names_for(self.user_name).claim:
             return
         connection = await self._connection()
         claim = self.server_names().claim
         await self._delete(
-            "the user's volume",
+            "the server's volume",
             connection.core.delete_namespaced_persistent_volume_claim,
             claim,
             self.effective_namespace(),

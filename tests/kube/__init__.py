@@ -8,9 +8,10 @@
 
 `fake_kube` is a running `FakeApiServer` (`tests.kube.apiserver`) on
 127.0.0.1, a `Kubelet` (`tests.kube.kubelet`) that runs pods as local
-processes, and a kubernetes_asyncio `ApiClient` whose Configuration host is
-the fake's URL. For other settings (a bearer token, a pod quota, a small
-watch history, no kubelet) use `start_fake_kube(...)` as an async context
+processes, the garbage collector and a service proxy standing in for
+kube-proxy (`tests.kube.controllers`), and a kubernetes_asyncio `ApiClient`
+whose Configuration host is the fake's URL. For other settings (a bearer token, a pod quota, a small
+watch history, no node) use `start_fake_kube(...)` as an async context
 manager. Everything started is stopped when the fixture ends.
 """
 
@@ -28,6 +29,7 @@ from kubernetes_asyncio.client import ApiClient, Configuration
 from tests.kube.apiserver import FakeApiServer
 
 if TYPE_CHECKING:
+    from tests.kube.controllers import GarbageCollector, ServiceProxy
     from tests.kube.kubelet import Kubelet
 
 NAMESPACE = "atrium-test"
@@ -77,10 +79,16 @@ async def start_fake_kube(
     )
     await server.start()
     node: Kubelet | None = None
+    controllers: list[GarbageCollector | ServiceProxy] = []
     api = ApiClient(client_configuration(server.url, token))
     try:
         if kubelet:
+            from tests.kube.controllers import GarbageCollector, ServiceProxy
             from tests.kube.kubelet import Kubelet
+
+            controllers = [GarbageCollector(server), ServiceProxy(server)]
+            for controller in controllers:
+                controller.start()
 
             node = Kubelet(
                 server,
@@ -93,6 +101,8 @@ async def start_fake_kube(
         yield FakeKube(server, node, api)
     finally:
         await api.close()
+        for controller in controllers:
+            await controller.stop()
         if node is not None:
             await node.stop()
         await server.stop()

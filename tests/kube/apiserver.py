@@ -18,6 +18,8 @@ It keeps what a spawner relies on:
 - Graceful pod deletion: a scheduled pod gets deletionTimestamp (MODIFIED) and
   is removed (DELETED) by the kubelet once its process stopped
   (`tests.kube.kubelet`); unscheduled or finished pods go at once.
+- Mutating admission: `admission` callables may change an object being created
+  (the simulated service proxy gives a Service its listening address this way).
 
 Test hooks: `drop_watches()`, `compact()` (every older resourceVersion is then
 410), `send_bookmarks()`, `inject(method, path_regex, status=500, delay=0,
@@ -34,6 +36,7 @@ import copy
 import logging
 import re
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,6 +94,9 @@ class FakeApiServer:
     store: Store = field(init=False)
     faults: list[Fault] = field(default_factory=list)
     requests: list[RequestRecord] = field(default_factory=list)
+    # mutating admission: called with (plural, namespace, object) on each create that is
+    # stored (not dry runs), after validation and defaults; may change the object
+    admission: list[Callable[[str, str, Obj], None]] = field(default_factory=list)
     port: int = 0
     # set by the kubelet: (namespace, pod, container) -> the container's log text
     log_reader: Any = None
@@ -458,6 +464,8 @@ class CollectionHandler(WatchMixin):
         if self.get_query_argument("dryRun", None):
             self.send_json(obj, 201)
             return
+        for admit in self.fake.admission:
+            admit(plural, namespace, obj)
         self.send_json(self.fake.store.create(plural, namespace, obj), 201)
 
     def check_quota(self, namespace: str, name: str) -> None:
