@@ -463,10 +463,12 @@ class Orchestrator:
             await self.db.run(server_ops.record_stop, actor, ref)
             if remove:
                 await self.db.run(server_ops.remove_stopped, actor, ref)
+                await self._delete_forever(ref)
             return "stopped"
         if not ref.started and not ref.pending:
             if remove:
                 await self.db.run(server_ops.remove_stopped, actor, ref)
+                await self._delete_forever(ref)
             return "stopped"
         await self.db.run(server_ops.begin_stop, actor, ref)
         task = self._own(ref.id, self._stop(ref, remove))
@@ -503,6 +505,8 @@ class Orchestrator:
         self.spawners.pop(ref.id, None)
         await asyncio.shield(self._mark_stopped(ref.id, state, remove=remove))
         log.info("Server %s stopped", ref.log_name)
+        if remove and ref.name:
+            await self._delete_forever(ref, spawner)
 
     async def delete_user(self, req: Requester, user_name: str) -> None:
         """Delete a user, stopping their servers first (as JupyterHub does)."""
@@ -511,14 +515,29 @@ class Orchestrator:
         outcomes = await asyncio.gather(*(self._stop_ref(ref, False, req.name) for ref in refs))
         if "pending" in outcomes:
             raise BadRequest(f"{user_name}'s server is in the process of stopping, please wait")
-        remover = self.form_spawner(user_name, "")
-        if remover is not None:
-            try:
-                await remover.delete_forever()
-            except Exception as e:
-                # the user goes anyway; what was left is for an operator to clean up
-                log.warning("Removing what %s's servers kept failed: %s", user_name, e)
+        # each server is deleted for good (as JupyterHub does: named ones, then the
+        # default one, which is there even if it never ran)
+        servers = await self.db.run(server_ops.user_servers, user_name)
+        servers.sort(key=lambda ref: ref.name == "")
+        if not servers or servers[-1].name:
+            servers.append(ServerRef(0, 0, user_name, "", {}, {}, None, False, None))
+        for ref in servers:
+            await self._delete_forever(ref)
         await self.db.run(user_ops.delete_user, req, user_name)
+
+    async def _delete_forever(self, ref: ServerRef, spawner: Spawner | None = None) -> None:
+        """The server is gone for good (a named server removed, or its user deleted): its
+        spawner removes what outlives it (a volume). A failure is logged: the deletion goes
+        on, and what was left is for an operator to clean up."""
+        if spawner is None:
+            if self.factory is None:
+                return
+            spawner = self.factory(ref)
+            spawner.load_state(ref.state)
+        try:
+            await spawner.delete_forever()
+        except Exception as e:
+            log.warning("Removing what %s kept failed: %s", ref.log_name, e)
 
     # --- progress -------------------------------------------------------------------
 

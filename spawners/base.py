@@ -193,7 +193,9 @@ class Spawner(LoggingConfigurable):
         so that the hub refuses the start with a 400 before anything begins."""
 
     async def delete_forever(self) -> None:
-        """The user is being deleted: remove what outlives their servers (a volume)."""
+        """The server is deleted for good, as in JupyterHub: a named server removed, or,
+        when the user is deleted, each of their servers (the default one too, even if it
+        never ran). Remove what outlives a stop (a volume); the server is stopped."""
 
     @classmethod
     async def release_shared(cls) -> None:

@@ -130,3 +130,87 @@ async def test_the_users_volume_goes_with_the_user_when_configured(
         finally:
             await informer.stop_all()
             await client.close_all()
+
+
+def claim_names(kube: Any) -> list[str]:
+    claims = kube.server.store.items("persistentvolumeclaims", kube.namespace)
+    return sorted(c["metadata"]["name"] for c in claims)
+
+
+async def test_named_servers_own_volumes_go_with_them(
+    hub_factory: HubFactory, tmp_path: Path
+) -> None:
+    async with start_fake_kube(tmp_path / "node") as kube:
+        config = (
+            node_config(kube) + "c.KubeSpawner.delete_pvc_with_user = True\n"
+            "c.KubeSpawner.storage_per_server = True\n"
+        )
+        hub = await hub_factory(config=config, allow_named_servers=True)
+        await hub.add_user("alice")
+        try:
+            for path in ("/users/alice/server", "/users/alice/servers/proj"):
+                r = await hub.api("POST", path)
+                assert r.status in (201, 202), r.body
+                await hub.api("GET", f"{path}/progress")
+            assert claim_names(kube) == ["claim-alice", "claim-alice---proj"]
+            # stopped, the named server keeps its volume; removed, it goes with it
+            r = await hub.api("DELETE", "/users/alice/servers/proj")
+            assert r.status == 204, r.body
+            assert claim_names(kube) == ["claim-alice", "claim-alice---proj"]
+            r = await hub.api("DELETE", "/users/alice/servers/proj", {"remove": True})
+            assert r.status == 204, r.body
+            assert claim_names(kube) == ["claim-alice"]
+            # a named server removed while running: stopped, then its volume deleted
+            r = await hub.api("POST", "/users/alice/servers/lab2")
+            assert r.status in (201, 202), r.body
+            await hub.api("GET", "/users/alice/servers/lab2/progress")
+            assert claim_names(kube) == ["claim-alice", "claim-alice---lab2"]
+            r = await hub.api("DELETE", "/users/alice/servers/lab2", {"remove": True})
+            assert r.status == 204, r.body
+            assert claim_names(kube) == ["claim-alice"]
+            # every volume left goes with the user, the running server's too
+            r = await hub.api("POST", "/users/alice/servers/lab3")
+            await hub.api("GET", "/users/alice/servers/lab3/progress")
+            assert claim_names(kube) == ["claim-alice", "claim-alice---lab3"]
+            assert (await hub.api("DELETE", "/users/alice")).status == 204
+            assert claim_names(kube) == []
+            assert kube.server.store.items("pods", kube.namespace) == []
+        finally:
+            await informer.stop_all()
+            await client.close_all()
+
+
+async def test_a_shared_volume_stays_until_the_user_goes(
+    hub_factory: HubFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with start_fake_kube(tmp_path / "node") as kube:
+        config = node_config(kube) + "c.KubeSpawner.delete_pvc_with_user = True\n"
+        hub = await hub_factory(config=config, allow_named_servers=True)
+        for user in ("alice", "bob"):
+            await hub.add_user(user)
+        try:
+            r = await hub.api("POST", "/users/alice/servers/proj")
+            assert r.status in (201, 202), r.body
+            await hub.api("GET", "/users/alice/servers/proj/progress")
+            assert claim_names(kube) == ["claim-alice"]
+            r = await hub.api("DELETE", "/users/alice/servers/proj", {"remove": True})
+            assert r.status == 204, r.body
+            assert claim_names(kube) == ["claim-alice"]  # the user's, shared: kept
+            r = await hub.api("POST", "/users/bob/server")
+            await hub.api("GET", "/users/bob/server/progress")
+            assert claim_names(kube) == ["claim-alice", "claim-bob"]
+            # the user's deletion removes it (the default server never ran)
+            assert (await hub.api("DELETE", "/users/alice")).status == 204
+            assert claim_names(kube) == ["claim-bob"]
+            # the API failing to delete a volume does not keep the user: it is logged
+            kube.server.inject("DELETE", "/persistentvolumeclaims/", status=500, times=None)
+            assert (await hub.api("DELETE", "/users/bob")).status == 204
+            assert (await hub.api("GET", "/users/bob")).status == 404
+            assert claim_names(kube) == ["claim-bob"]
+            assert any(
+                "bob" in rec.getMessage() and "Removing what" in rec.getMessage()
+                for rec in caplog.records
+            )
+        finally:
+            await informer.stop_all()
+            await client.close_all()

@@ -234,6 +234,12 @@ def active_servers(session: Session, user_name: str) -> list[ServerRef]:
     return [_ref(server, user_name) for server in rows]
 
 
+def user_servers(session: Session, user_name: str) -> list[ServerRef]:
+    """All of a user's servers, running or not (for the hub's own use: no checks)."""
+    rows = session.scalars(select(Server).join(User).where(User.name == user_name)).all()
+    return [_ref(server, user_name) for server in rows]
+
+
 def recorded_servers(session: Session) -> list[ServerRef]:
     """Every server recorded as running, starting or stopping, over all users (what a
     hub coming up must adopt)."""

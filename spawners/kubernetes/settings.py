@@ -184,7 +184,9 @@ class KubeSettings(Spawner):
     ).tag(config=True)
     delete_pvc_with_user = Bool(
         False,
-        help="Delete the user's volume (their files!) when the user is deleted from the hub.",
+        help="Delete volumes (their files!) with what they belong to: the user's volume "
+        "when the user is deleted from the hub, a named server's own volume "
+        "(storage_per_server) when the server is deleted.",
     ).tag(config=True)
 
     # --- reaching the server, stopping it ------------------------------------------------
