@@ -233,7 +233,9 @@ async def test_graceful_delete_sigterm_then_deleted(
                     break
     assert types[0] == "MODIFIED"  # deletionTimestamp set
     assert types[-1] == "DELETED"
-    assert (tmp_path / "kube" / NS / "graceful" / "stopped-by-sigterm").read_text() == "yes"
+    assert (
+        tmp_path / "kube" / NS / "graceful" / "home" / "stopped-by-sigterm"
+    ).read_text() == "yes"
     assert ("Killing", "Normal", "kubelet") in await reasons(v1, "graceful")
 
 

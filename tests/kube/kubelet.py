@@ -47,8 +47,8 @@ on 8888): before starting the process the kubelet picks a free port P on
   - sets env `ATRIUM_POD_PORT=P` and `ATRIUM_POD_IP=127.0.0.1`.
 The process runs with the host environment plus the container's env (values,
 secretKeyRef, configMapKeyRef, fieldRef, envFrom), cwd and HOME set to its own
-directory `<workdir>/<namespace>/<pod>/`, output in `container.log` there
-(served at `GET .../pods/<name>/log`). Processes are started in their own
+directory `<workdir>/<namespace>/<pod>/home/`, output in
+`<workdir>/<namespace>/<pod>/<container>.log`, out of the user's files (served at `GET .../pods/<name>/log`). Processes are started in their own
 session and stopped by their PID's process group; `stop()` stops every
 process this kubelet started and nothing else.
 """
@@ -576,8 +576,15 @@ class PodRunner:
     # -- the process ---------------------------------------------------------
 
     def pod_dir(self) -> Path:
+        """The pod's own directory: its logs, and its home (`home_dir`)."""
         path = self.kubelet.workdir / self.namespace / self.name
         path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def home_dir(self) -> Path:
+        """The container's working directory and HOME."""
+        path = self.pod_dir() / "home"
+        path.mkdir(exist_ok=True)
         return path
 
     async def start_process(self, mode: str | None) -> str | None:
@@ -605,7 +612,7 @@ class PodRunner:
             try:
                 self.process = await asyncio.create_subprocess_exec(
                     *argv,
-                    cwd=directory,
+                    cwd=self.home_dir(),
                     env=env,
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=out,
@@ -639,7 +646,7 @@ class PodRunner:
         env = dict(os.environ)
         # the "image" has this Python environment's commands (atrium-singleuser, ...)
         env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
-        env["HOME"] = str(self.pod_dir())
+        env["HOME"] = str(self.home_dir())
         env["HOSTNAME"] = self.name
         for source in self.container.get("envFrom") or []:
             prefix = source.get("prefix", "")
