@@ -284,6 +284,58 @@ async def test_start_poll_stop(kube: FakeKube, server_port: int) -> None:
     assert node.mode == "run"
 
 
+async def until_cached(claims: informer.Informer, name: str, check: Any) -> None:
+    """Until the hub's cache (the shared informer) has the object `name` as `check` says."""
+    changed = asyncio.Event()
+    claims.add_waiter(name, changed)
+    try:
+        async with asyncio.timeout(HANG):
+            while claims.stale or not check(claims.get(name)):
+                changed.clear()
+                await changed.wait()
+    finally:
+        claims.remove_waiter(name, changed)
+
+
+async def test_the_volume_is_read_from_the_informer_and_waited_for_while_deleted(
+    kube: FakeKube, server_port: int
+) -> None:
+    Node(kube)
+    spawner = make(kube, server_port)
+    await start(spawner)
+    await stop(spawner)
+    claim = names_for("alice").claim
+    assert kube.server.calls("POST", "/persistentvolumeclaims")  # created the first time
+    claims = informer.shared(
+        await client.connect(spawner.k8s_api_url), NS, "persistentvolumeclaims"
+    )
+    # the next start knows the volume is there from the shared claim informer
+    await until_cached(claims, claim, lambda obj: obj is not None)
+    spawner.api_calls = 0
+    posts = len(kube.server.calls("POST", "/persistentvolumeclaims"))
+    await start(spawner)
+    assert spawner.api_calls == 1  # the pod's create, nothing for the volume
+    assert len(kube.server.calls("POST", "/persistentvolumeclaims")) == posts
+    await stop(spawner)
+
+    # a volume still being deleted (kept by its finalizer) is waited for, then made anew
+    store = kube.server.store
+    old_uid = store.get("persistentvolumeclaims", NS, claim)["metadata"]["uid"]
+    store.mark_deleting("persistentvolumeclaims", NS, claim, 30)
+    await until_cached(
+        claims, claim, lambda obj: obj is not None and "deletionTimestamp" in obj["metadata"]
+    )
+    task = asyncio.create_task(start(spawner))
+    await asyncio.sleep(0)  # the start's first step: its progress begins
+    await progress_shows(spawner, f"waiting for the previous volume {claim} to be deleted")
+    assert not task.done()
+    assert store.find("pods", NS, names_for("alice").pod) is None  # no pod on a dying volume
+    store.remove("persistentvolumeclaims", NS, claim)
+    await task
+    assert store.get("persistentvolumeclaims", NS, claim)["metadata"]["uid"] != old_uid
+    await stop(spawner)
+
+
 async def test_poll_sees_the_server_exit(kube: FakeKube, server_port: int) -> None:
     node = Node(kube)
     spawner = make(kube, server_port, storage_capacity="")

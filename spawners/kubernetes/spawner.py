@@ -46,6 +46,9 @@ from spawners.kubernetes.settings import KubeSettings
 
 # how long poll() waits for a new informer's first list before saying "still running"
 POLL_SYNC_WAIT = 10.0
+# how long a start waits for the claim informer's first list before it just creates the
+# claim (a 409 then says it was there)
+CLAIM_SYNC_WAIT = 2.0
 # while an informer is stale, a stop also asks the API this often whether the pod is gone
 STOP_RECHECK = 5.0
 # tries of a create or delete that fails with a 5xx or no answer
@@ -131,14 +134,20 @@ class KubeSpawner(KubeSettings):
     async def _connection(self) -> Connection:
         return await connect(self.k8s_api_url)
 
-    def _informers(self, connection: Connection, namespace: str) -> tuple[Informer, Informer]:
-        labels = {
+    def _labels(self) -> dict[str, str]:
+        """What the shared pod and volume informers select: everything this hub made."""
+        return {
             LABEL_APP: APP,
             LABEL_MANAGED_BY: server_labels(self.server_names())[LABEL_MANAGED_BY],
         }
-        pods = shared(connection, namespace, "pods", labels=labels)
+
+    def _informers(self, connection: Connection, namespace: str) -> tuple[Informer, Informer]:
+        pods = shared(connection, namespace, "pods", labels=self._labels())
         events = shared(connection, namespace, "events")
         return pods, events
+
+    def _claims(self, connection: Connection, namespace: str) -> Informer:
+        return shared(connection, namespace, "persistentvolumeclaims", labels=self._labels())
 
     async def _api(self, what: str, operation: Any, *args: Any, **kwargs: Any) -> Json:
         self.api_calls += 1
@@ -237,6 +246,35 @@ class KubeSpawner(KubeSettings):
     async def _ensure_claim(
         self, connection: Connection, namespace: str, names: ServerNames
     ) -> None:
+        """The server's volume claim, created when missing. The shared claim informer says
+        whether it is there (no API call when it is); a claim still being deleted (its
+        user deleted and added again, its old pod still holding it) is waited for, since
+        a pod using it would never start."""
+        claims = self._claims(connection, namespace)
+        found = None
+        if await claims.wait_synced(CLAIM_SYNC_WAIT) and not claims.stale:
+            found = claims.get(names.claim)
+        if found is not None and (found.get("metadata") or {}).get("deletionTimestamp"):
+            self.report_progress(8, f"waiting for the previous volume {names.claim} to be deleted")
+            await self._wait_claim_gone(claims, names.claim)
+            found = None
+        if found is None:
+            await self._create_claim(connection, namespace, names)
+        self.pvc_name = names.claim
+
+    async def _wait_claim_gone(self, claims: Informer, name: str) -> None:
+        changed = asyncio.Event()
+        claims.add_waiter(name, changed)
+        try:
+            while (claims.get(name) or {}).get("metadata", {}).get("deletionTimestamp"):
+                changed.clear()
+                await changed.wait()
+        finally:
+            claims.remove_waiter(name, changed)
+
+    async def _create_claim(
+        self, connection: Connection, namespace: str, names: ServerNames
+    ) -> None:
         body = claim_manifest(
             names,
             self.user_name,
@@ -255,7 +293,6 @@ class KubeSpawner(KubeSettings):
         except KubeError as e:
             if e.status != 409:  # 409: the user's volume is already there, as it should be
                 raise _api_failure("the user's volume could not be created", e) from None
-        self.pvc_name = names.claim
 
     async def _create_pod(
         self,

@@ -48,7 +48,8 @@ on 8888): before starting the process the kubelet picks a free port P on
 The process runs with the host environment plus the container's env (values,
 secretKeyRef, configMapKeyRef, fieldRef, envFrom), cwd and HOME set to its own
 directory `<workdir>/<namespace>/<pod>/home/`, output in
-`<workdir>/<namespace>/<pod>/<container>.log`, out of the user's files (served at `GET .../pods/<name>/log`). Processes are started in their own
+`<workdir>/<namespace>/<pod>/<container>.log`, out of the user's files (served
+at `GET .../pods/<name>/log`). Processes are started in their own
 session and stopped by their PID's process group; `stop()` stops every
 process this kubelet started and nothing else.
 """
