@@ -92,4 +92,4 @@ echo "== ruff"
 echo "== mypy"
 .venv/bin/mypy
 echo "== pytest"
-.venv/bin/pytest "$@"
+.venv/bin/pytest --durations=30 "$@"
