@@ -8,8 +8,10 @@ missing browser or Playwright fails the test in CI and skips it elsewhere.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from tests.conftest import missing_part
@@ -58,3 +60,31 @@ def watch_console(page: Any) -> list[str]:
 
     page.on("console", console)
     return messages
+
+
+LAB_TIMEOUT = 60_000  # ms; JupyterLab's first load on a busy 2-core machine
+
+
+async def run_in_new_notebook(page: Any, code: str, shots: Path, launcher: str, ran: str) -> str:
+    """In JupyterLab (the page is on its way there): a new Python notebook from the
+    launcher, once its kernel is idle `code` run in the first cell; the cell's output
+    text. Screenshots `launcher` and `ran` (file names) go to `shots`."""
+    card = page.locator('.jp-LauncherCard[data-category="Notebook"]').first
+    await card.wait_for(timeout=LAB_TIMEOUT)
+    await page.screenshot(path=str(shots / launcher))
+    await card.click()
+    editor = page.locator(".jp-NotebookPanel .jp-Cell .cm-content").first
+    await editor.wait_for(timeout=LAB_TIMEOUT)
+    # the kernel is up once the status bar says so
+    await page.get_by_text(re.compile(r"Python 3 \(ipykernel\) \| Idle")).wait_for(
+        timeout=LAB_TIMEOUT
+    )
+    await editor.click()
+    await page.keyboard.type(code)
+    await page.keyboard.press("Shift+Enter")
+    output = page.locator(".jp-NotebookPanel .jp-OutputArea-output").first
+    try:
+        await output.wait_for(timeout=LAB_TIMEOUT)
+    finally:
+        await page.screenshot(path=str(shots / ran))
+    return str(await output.inner_text()).strip()

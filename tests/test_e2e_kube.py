@@ -20,14 +20,13 @@ import orjson
 import pytest
 
 from spawners.kubernetes import client, informer
-from tests.browser import browser_page
+from tests.browser import LAB_TIMEOUT, browser_page, run_in_new_notebook
 from tests.conftest import HubFactory, behind_atrium_proxy
 from tests.kube import start_fake_kube
 from tests.test_kube_hub import node_config
 from tests.test_pages import PASSWORD, Browser
 
 ADMIN_PASSWORD = "admin-password-for-tests"  # the hub_factory's first admin
-LAB_TIMEOUT = 60_000  # ms; JupyterLab's first load on a busy 2-core machine
 STUDENT = "sam"
 PROFILES: list[dict[str, Any]] = [
     {
@@ -153,24 +152,10 @@ async def test_a_student_chooses_a_profile_and_runs_a_cell_in_a_pod(
                 assert any(m.startswith("Started: Started container") for m in shown), shown
 
                 # JupyterLab, served from the pod through the proxy: a notebook, a cell
-                card = page.locator('.jp-LauncherCard[data-category="Notebook"]').first
-                await card.wait_for(timeout=LAB_TIMEOUT)
-                await page.screenshot(path=str(shots / "2-launcher.png"))
-                await card.click()
-                editor = page.locator(".jp-NotebookPanel .jp-Cell .cm-content").first
-                await editor.wait_for(timeout=LAB_TIMEOUT)
-                await page.get_by_text(re.compile(r"Python 3 \(ipykernel\) \| Idle")).wait_for(
-                    timeout=LAB_TIMEOUT
+                ran = await run_in_new_notebook(
+                    page, "print(6*7)", shots, "2-launcher.png", "3-ran.png"
                 )
-                await editor.click()
-                await page.keyboard.type("print(6*7)")
-                await page.keyboard.press("Shift+Enter")
-                output = page.locator(".jp-NotebookPanel .jp-OutputArea-output").first
-                try:
-                    await output.wait_for(timeout=LAB_TIMEOUT)
-                finally:
-                    await page.screenshot(path=str(shots / "3-ran.png"))
-                assert (await output.inner_text()).strip() == "42"
+                assert ran == "42"
 
                 # the pod has what the chosen profile sets
                 pods = kube.server.store.items("pods", kube.namespace)

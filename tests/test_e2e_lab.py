@@ -14,12 +14,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.browser import browser_page
+from tests.browser import LAB_TIMEOUT, browser_page, run_in_new_notebook
 from tests.conftest import HubFactory, behind_atrium_proxy
 from tests.test_pages import PASSWORD
 from tests.waits import eventually
-
-LAB_TIMEOUT = 60_000  # ms; JupyterLab's first load on a busy 2-core machine
 
 
 @pytest.fixture
@@ -62,26 +60,11 @@ async def test_log_in_run_a_cell_save_restart(hub_factory: HubFactory, tmp_path:
         await page.screenshot(path=str(shots / "0-progress.png"))
         await page.wait_for_url(re.compile(r".*/user/ann/lab.*"), timeout=LAB_TIMEOUT)
 
-        # JupyterLab's launcher: a new Python notebook
-        card = page.locator('.jp-LauncherCard[data-category="Notebook"]').first
-        await card.wait_for(timeout=LAB_TIMEOUT)
-        await page.screenshot(path=str(shots / "1-launcher.png"))
-        await card.click()
-        editor = page.locator(".jp-NotebookPanel .jp-Cell .cm-content").first
-        await editor.wait_for(timeout=LAB_TIMEOUT)
-        # the kernel is up once the status bar says so
-        await page.get_by_text(re.compile(r"Python 3 \(ipykernel\) \| Idle")).wait_for(
-            timeout=LAB_TIMEOUT
+        # JupyterLab's launcher: a new Python notebook, a cell run
+        assert (
+            await run_in_new_notebook(page, "print(6*7)", shots, "1-launcher.png", "2-ran.png")
+            == "42"
         )
-        await editor.click()
-        await page.keyboard.type("print(6*7)")
-        await page.keyboard.press("Shift+Enter")
-        output = page.locator(".jp-NotebookPanel .jp-OutputArea-output").first
-        try:
-            await output.wait_for(timeout=LAB_TIMEOUT)
-        finally:
-            await page.screenshot(path=str(shots / "2-ran.png"))
-        assert (await output.inner_text()).strip() == "42"
         await page.locator('.jp-NotebookPanel-toolbar [data-command="docmanager:save"]').click()
         await page.get_by_role("button", name="Rename and Save").click()
         notebook = users / "ann" / "home" / "Untitled.ipynb"
