@@ -312,7 +312,8 @@ class WatchMixin(Base):
                     "list - objects that were created, modified, or deleted between the time "
                     "the first chunk was returned and now may show up in the list.",
                 )
-        items = [o for o in store.items(plural, namespace) if matches(o)]
+        # filtered and paged on the stored objects; only the page is copied
+        items = [o for o in store.stored(plural, namespace) if matches(o)]
         if start_after is not None:
             items = [
                 o
@@ -327,6 +328,7 @@ class WatchMixin(Base):
             ).decode()
             meta["remainingItemCount"] = len(items) - limit
             items = items[:limit]
+        items = [copy.deepcopy(item) for item in items]
         for item in items:
             item.pop("kind", None)
             item.pop("apiVersion", None)

@@ -135,13 +135,13 @@ class Store:
         return copy.deepcopy(obj) if obj is not None else None
 
     def items(self, plural: str, namespace: str | None = None) -> list[Obj]:
-        """Objects sorted by key, as etcd lists them."""
+        """Objects sorted by key, as etcd lists them (copies)."""
+        return [copy.deepcopy(obj) for obj in self.stored(plural, namespace)]
+
+    def stored(self, plural: str, namespace: str | None = None) -> list[Obj]:
+        """The stored objects themselves, sorted by key: to read, never to change."""
         objects = self.kinds[plural].objects
-        return [
-            copy.deepcopy(objects[key])
-            for key in sorted(objects)
-            if namespace is None or key[0] == namespace
-        ]
+        return [objects[key] for key in sorted(objects) if namespace is None or key[0] == namespace]
 
     def count(self, plural: str, namespace: str) -> int:
         return sum(1 for key in self.kinds[plural].objects if key[0] == namespace)
