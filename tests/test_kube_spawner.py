@@ -84,6 +84,8 @@ class Node:
             self.event(name, uid, "BackOff", "Back-off restarting failed container", "Warning")
         elif self.mode == "run":
             self.run(name)
+        elif self.mode == "unready":  # running, its readiness probe not passed yet
+            self._status(name, "Running", [self._cond("Ready", "False")], running=True)
 
     def _schedule(self, name: str, uid: str) -> None:
         def change(pod: dict[str, Any]) -> None:
@@ -334,6 +336,21 @@ async def test_the_volume_is_read_from_the_informer_and_waited_for_while_deleted
     await task
     assert store.get("persistentvolumeclaims", NS, claim)["metadata"]["uid"] != old_uid
     await stop(spawner)
+
+
+async def test_a_running_pod_is_asked_before_its_readiness_probe_passes(
+    kube: FakeKube, server_port: int
+) -> None:
+    """At the pod's IP the hub asks the server as soon as its containers run; through a
+    Service it needs the pod Ready, since the Service sends only to ready pods."""
+    Node(kube, mode="unready")
+    spawner = make(kube, server_port)
+    assert await start(spawner) == f"http://127.0.0.1:{server_port}"
+    await stop(spawner)
+    behind_service = make(kube, server_port, services_enabled=True, start_timeout=3)
+    with pytest.raises(SpawnError, match=r"not ready within 3 s \(it was Running, not ready"):
+        await start(behind_service)
+    await stop(behind_service, now=True)
 
 
 async def test_poll_sees_the_server_exit(kube: FakeKube, server_port: int) -> None:

@@ -28,9 +28,11 @@ CRASH_REASONS = {"CrashLoopBackOff"}
 
 @dataclass(frozen=True)
 class Starting:
-    """The state of a pod being started: `ready`, or `failure` (a message), or neither."""
+    """The state of a pod being started: `ready`, or `failure` (a message), or neither;
+    `running` once it has an IP and every container runs (ready or not yet)."""
 
     ready: bool = False
+    running: bool = False
     failure: str = ""
     detail: str = ""  # what it is waiting for, for messages
 
@@ -124,14 +126,23 @@ def starting_state(pod: Json) -> Starting:
         return Starting(failure=failure)
     ready = _condition(pod, "Ready")
     if phase == "Running" and status.get("podIP") and ready and ready.get("status") == "True":
-        return Starting(ready=True)
+        return Starting(ready=True, running=True)
+    statuses = _statuses(pod)
+    running = (
+        phase == "Running"
+        and bool(status.get("podIP"))
+        and bool(statuses)
+        and all("running" in (cs.get("state") or {}) for cs in statuses)
+    )
     waiting = [
         (cs.get("state") or {}).get("waiting", {}).get("reason")
         for cs in _statuses(pod)
         if (cs.get("state") or {}).get("waiting")
     ]
     detail = phase + (f", {', '.join(str(w) for w in waiting if w)}" if any(waiting) else "")
-    return Starting(detail=detail)
+    if running:
+        detail += ", not ready yet"
+    return Starting(running=running, detail=detail)
 
 
 def exit_status(pod: Json) -> int | None:

@@ -225,7 +225,10 @@ class KubeSpawner(KubeSettings):
         # a hub that dies from here on has what its successor needs to find the pod
         await self.save_state(self.get_state())
         self.report_progress(20, f"pod {names.pod} created, waiting for it to run")
-        pod = await self._wait_ready(pods, events, names.pod)
+        # reached through a Service, the pod must be Ready (the Service sends only to ready
+        # pods); reached at its IP, the hub asks the server itself as soon as it runs,
+        # without waiting for the kubelet's next readiness probe
+        pod = await self._wait_ready(pods, events, names.pod, need_ready=self.services_enabled)
         host, port = podstatus.pod_ip(pod), self.pod_port(pod)
         if self.services_enabled:
             service = await self._ensure_service(connection, namespace, names)
@@ -345,8 +348,11 @@ class KubeSpawner(KubeSettings):
                 return None
             raise _api_failure(f"the pod {name} could not be read", e) from None
 
-    async def _wait_ready(self, pods: Informer, events: Informer, name: str) -> Json:
-        """Follow the pod and its events until it is ready; SpawnError once it cannot be."""
+    async def _wait_ready(
+        self, pods: Informer, events: Informer, name: str, need_ready: bool = True
+    ) -> Json:
+        """Follow the pod and its events until it is ready (or, without `need_ready`, until
+        its containers run); SpawnError once it cannot be."""
         changed = asyncio.Event()
         pods.add_waiter(name, changed)
         events.add_waiter(name, changed)
@@ -372,7 +378,7 @@ class KubeSpawner(KubeSettings):
                     state = podstatus.starting_state(pod)
                     if state.failure:
                         raise SpawnError(state.failure)
-                    if state.ready:
+                    if state.ready or (state.running and not need_ready):
                         return pod
                     self._detail = state.detail
                 elif appeared and not pods.stale:
