@@ -30,3 +30,10 @@ c.NativeAuthenticator.minimum_password_length = 12
 # failed logins per address, few per account.
 c.Hub.login_address_failures_free = 300
 c.Hub.login_failures_free = 5
+
+# Servers nobody has used for an hour are stopped (the course staff get a working day);
+# kernels left idle for half an hour inside a server are shut down.
+c.Culler.enabled = True
+c.Culler.timeout = 3600
+c.Culler.group_timeouts = {"physics-101-staff": 8 * 3600}
+c.Culler.kernel_timeout = 1800

@@ -28,6 +28,7 @@ from hub.auth.refresh import before_start_hook
 from hub.auth.registry import load_authenticators
 from hub.authcache import RequesterCache
 from hub.command import HubCommand
+from hub.culler import Culler, CullerTask
 from hub.db import migrate
 from hub.db.engine import Database
 from hub.errors import ConfigError
@@ -49,6 +50,12 @@ class AtriumApp(HubCommand):
         "upgrade-db": (UpgradeDB, UpgradeDB.description),
         "generate-config": (GenerateConfig, GenerateConfig.description),
     }
+
+    def initialize(self, argv: list[str] | None = None) -> None:
+        super().initialize(argv)
+        if self.subapp is None:
+            # checked with the other settings, before anything starts
+            self.culling = Culler(config=self.config)
 
     def build(self) -> tuple[HubState, Any, bootstrap.InitialAdmin]:
         """Every start-up step before listening; returns the state, the app and the admin."""
@@ -86,7 +93,8 @@ class AtriumApp(HubCommand):
         except BaseException:
             db.close()
             raise
-        ctx = s.hub_context(roles)
+        culling = self.culling
+        ctx = dataclasses.replace(s.hub_context(roles), kernel_cull_timeout=culling.kernel_timeout)
         if any(a.manage_groups for a in auth.authenticators):
             ctx = dataclasses.replace(ctx, groups_managed=True)
         proxy = proxy_from_settings(s, secrets.proxy_token, db, ctx)
@@ -113,6 +121,9 @@ class AtriumApp(HubCommand):
             proxy=proxy,
             auth=auth,
         )
+        policy = culling.policy()
+        if policy is not None:
+            state.culler = CullerTask(state, policy)
         orchestrator.credentials_revoked = state.requester_cache.invalidate
         orchestrator.before_start = before_start_hook(state)
         return state, make_app(state, s.base_url, secrets.cookie_secret), admin
@@ -164,6 +175,8 @@ class AtriumApp(HubCommand):
         url = f"http://{connect_host(s.ip)}:{port}{s.base_url}hub/"
         log.info("Atrium %s is running at %s", hub.__version__, url)
         log.info("Ways to log in: %s", ", ".join(a.label for a in state.auth.authenticators))
+        if state.culler is not None:
+            state.culler.start()
         print_welcome(url, admin)
         # authenticators get ready in the background (an OIDC provider's discovery
         # document): a provider that is slow or down must not hold the hub's start
@@ -202,6 +215,8 @@ async def shut_down(server: Any, state: HubState, stop_servers: bool) -> None:
     running unless configured to stop with the hub.
     """
     server.stop()
+    if state.culler is not None:
+        await state.culler.stop()
     if stop_servers:
         await state.orchestrator.stop_all()
     await state.orchestrator.shutdown()

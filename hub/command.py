@@ -17,6 +17,7 @@ from traitlets import Unicode
 from traitlets.config import Application, Configurable
 
 from hub.auth.registry import authenticator_classes
+from hub.culler import Culler
 from hub.errors import ConfigError
 from hub.log import setup_logging
 from hub.settings import Hub
@@ -62,7 +63,7 @@ class HubCommand(Application):
         "atrium_config.py", help="The config file to load (Python, c.Hub.port = 8000 style)."
     ).tag(config=True)
     aliases = aliases
-    classes = [Hub, Spawner, LocalProcessSpawner, KubeSpawner, *authenticator_classes()]
+    classes = [Hub, Culler, Spawner, LocalProcessSpawner, KubeSpawner, *authenticator_classes()]
     raise_config_file_errors = True
 
     def _log_level_default(self) -> int:

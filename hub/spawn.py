@@ -508,6 +508,23 @@ class Orchestrator:
         if remove and ref.name:
             await self._delete_forever(ref, spawner)
 
+    async def cull(self, ref: ServerRef, reason: str, actor: str) -> Outcome:
+        """Stop a server the culler chose ("idle" or "age"), as a stop by `actor`."""
+        log.info(
+            "Culling %s: %s",
+            ref.log_name,
+            "idle too long" if reason == "idle" else "running longer than its maximum age",
+        )
+        return await self._stop_ref(ref, False, actor)
+
+    async def cull_user(self, user_name: str, actor: str) -> None:
+        """Delete an idle user the culler chose (never an admin), as done by `actor`."""
+        req = Requester.build(
+            "service", actor, 0, False, frozenset({"delete:users", "delete:servers"})
+        )
+        log.info("Removing %s: idle too long", user_name)
+        await self.delete_user(req, user_name)
+
     async def delete_user(self, req: Requester, user_name: str) -> None:
         """Delete a user, stopping their servers first (as JupyterHub does)."""
         await self.db.run(user_ops.check_delete, req, user_name)

@@ -49,6 +49,8 @@ def server_env(
         "JUPYTERHUB_PUBLIC_URL": public_url,
         "JUPYTERHUB_PUBLIC_HUB_URL": f"{public_url}{ctx.base_url}hub/" if public_url else "",
     }
+    if ctx.kernel_cull_timeout:
+        env["ATRIUM_KERNEL_CULL_TIMEOUT"] = str(ctx.kernel_cull_timeout)
     if default_url:
         env["JUPYTERHUB_DEFAULT_URL"] = default_url
     return env

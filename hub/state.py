@@ -14,6 +14,7 @@ from hub.ops.context import HubContext
 from hub.spawn import Orchestrator
 
 if TYPE_CHECKING:
+    from hub.culler import CullerTask
     from hub.proxy.supervisor import ProxyLink
 
 
@@ -40,6 +41,8 @@ class HubState:
     redirect_to_server: bool = True
     # the authenticators on the login page, auth-state encryption, login throttling
     auth: AuthSet = field(default_factory=lambda: _default_auth())
+    # idle culling (c.Culler); None when off. Started once the hub listens.
+    culler: CullerTask | None = None
 
 
 def _default_auth() -> AuthSet:

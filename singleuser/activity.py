@@ -7,6 +7,8 @@ hub as JupyterHub's single-user servers post it:
 `{"servers": {<server name>: {"last_activity": <ISO time>}}, "last_activity": ...}`.
 A hub that cannot be reached is retried at the next tick; nothing is lost but
 the intermediate values, which the hub does not need (it keeps the latest).
+A kernel that is busy counts as in use now (`server_activity`): a long
+computation that prints nothing is still work, and must not be culled as idle.
 """
 
 from __future__ import annotations
@@ -15,13 +17,25 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 from singleuser.hubenv import HubEnv
 
 log = logging.getLogger("atrium.singleuser")
+
+
+def server_activity(web_app: Any, kernel_manager: Any) -> datetime:
+    """The server's last use: jupyter_server's own (API, kernel messages, terminals), or
+    now while a kernel is busy."""
+    for kernel_id in list(kernel_manager.list_kernel_ids()):
+        kernel = kernel_manager.get_kernel(kernel_id)
+        if getattr(kernel, "execution_state", "") == "busy":
+            return datetime.now(UTC)
+    when: datetime = web_app.last_activity()
+    return when
 
 
 def iso(when: datetime) -> str:

@@ -134,6 +134,15 @@ def make_app_class() -> Any:
             # a hub's server does not phone home for news or updates on its users' behalf
             c.LabApp.news_url = None
             c.LabApp.check_for_updates_class = "jupyterlab.NeverCheckForUpdate"
+            if hub.kernel_cull_timeout:
+                # the hub's c.Culler.kernel_timeout: kernels idle that long are shut down,
+                # a browser tab still open on them or not; a busy kernel is never culled
+                c.MappingKernelManager.cull_idle_timeout = hub.kernel_cull_timeout
+                c.MappingKernelManager.cull_interval = max(
+                    1, min(300, hub.kernel_cull_timeout // 2)
+                )
+                c.MappingKernelManager.cull_connected = True
+                c.MappingKernelManager.cull_busy = False
             if hub.kernel_transport == "ipc":
                 c.KernelManager.transport = "ipc"
                 c.MappingKernelManager.kernel_manager_class = (
@@ -195,13 +204,13 @@ def main(argv: list[str] | None = None) -> None:
     _skip_yarn_probe()
     os.makedirs(hub.root_dir, exist_ok=True)
     cls = make_app_class()
-    from singleuser.activity import ActivityReporter
+    from singleuser.activity import ActivityReporter, server_activity
 
     cls.hub_env = hub
     app = cls.instance()
     app.root_dir = hub.root_dir
     app.default_url = hub.default_url
     app.hub_client = None  # made by the identity provider, with its configured cache age
-    app.activity = ActivityReporter(hub, lambda: app.web_app.last_activity())
+    app.activity = ActivityReporter(hub, lambda: server_activity(app.web_app, app.kernel_manager))
     app.initialize(argv if argv is not None else sys.argv[1:])
     app.start()

@@ -40,6 +40,7 @@ class HubEnv:
     default_url: str
     disable_user_config: bool
     kernel_transport: str  # "tcp" or "ipc"
+    kernel_cull_timeout: int = 0  # seconds an idle kernel lives; 0: kernels are not culled
 
     @property
     def cookie_name(self) -> str:
@@ -131,6 +132,15 @@ def read(env: Mapping[str, str] | None = None) -> HubEnv:
     transport = env.get("ATRIUM_KERNEL_TRANSPORT", "tcp") or "tcp"
     if transport not in ("tcp", "ipc"):
         raise ContractError(f"ATRIUM_KERNEL_TRANSPORT must be tcp or ipc, not {transport[:20]!r}")
+    cull_raw = env.get("ATRIUM_KERNEL_CULL_TIMEOUT", "0") or "0"
+    try:
+        kernel_cull = int(cull_raw)
+    except ValueError:
+        kernel_cull = -1
+    if kernel_cull < 0:
+        raise ContractError(
+            f"ATRIUM_KERNEL_CULL_TIMEOUT must be whole seconds (0: off), not {cull_raw[:20]!r}"
+        )
     public_hub = env.get("JUPYTERHUB_PUBLIC_HUB_URL", "")
     return HubEnv(
         api_token=token,
@@ -153,4 +163,5 @@ def read(env: Mapping[str, str] | None = None) -> HubEnv:
         default_url=env.get("JUPYTERHUB_DEFAULT_URL") or "/lab",
         disable_user_config=_truthy(env.get("JUPYTERHUB_DISABLE_USER_CONFIG", "")),
         kernel_transport=transport,
+        kernel_cull_timeout=kernel_cull,
     )

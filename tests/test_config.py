@@ -78,6 +78,8 @@ BAD = [
     (["--base-url", "/a b/"], "plain path"),
     (["--db", "mysql://u@h/d"], "use SQLite or PostgreSQL"),
     (["--db", "not a url"], "not a database URL"),
+    (["--db", "sqlite://"], "an in-memory SQLite database would lose every user"),
+    (["--db", "sqlite:///:memory:"], "an in-memory SQLite database would lose every user"),
     (["--log-format", "xml"], "'text', 'json'"),
     (["--log-level", "LOUD"], "log_level"),
     (["--Hub.db_pool_size=0"], "at least 1"),

@@ -338,6 +338,8 @@ GOOD_ENV = {
         ({"JUPYTERHUB_OAUTH_ACCESS_SCOPES": '{"a": 1}'}, "JSON list of strings"),
         ({"JUPYTERHUB_ACTIVITY_INTERVAL": "-5"}, "JUPYTERHUB_ACTIVITY_INTERVAL must be"),
         ({"ATRIUM_KERNEL_TRANSPORT": "udp"}, "ATRIUM_KERNEL_TRANSPORT must be tcp or ipc"),
+        ({"ATRIUM_KERNEL_CULL_TIMEOUT": "soon"}, "ATRIUM_KERNEL_CULL_TIMEOUT must be whole"),
+        ({"ATRIUM_KERNEL_CULL_TIMEOUT": "-1"}, "ATRIUM_KERNEL_CULL_TIMEOUT must be whole"),
     ],
 )
 def test_a_broken_contract_stops_the_server_with_a_clear_message(

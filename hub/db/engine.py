@@ -81,7 +81,13 @@ def make_engine(url: str, *, pool_size: int = 4, echo: bool = False) -> Engine:
     """An engine for `url` with the settings each backend needs."""
     url = normalize_url(url)
     if url.startswith("sqlite"):
-        _create_private(make_url(url).database)
+        database = make_url(url).database
+        if not database or database == ":memory:":
+            raise ConfigError(
+                "an in-memory SQLite database would lose every user at each restart, and "
+                "the hub uses several connections: give a file, e.g. sqlite:///atrium.sqlite"
+            )
+        _create_private(database)
         engine = create_engine(
             url,
             echo=echo,

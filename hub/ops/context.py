@@ -20,6 +20,8 @@ class HubContext:
     # group membership comes from the identity provider (c.Authenticator.manage_groups):
     # the hub refuses to change it
     groups_managed: bool = False
+    # c.Culler.kernel_timeout: servers shut down kernels idle this long (0: never)
+    kernel_cull_timeout: int = 0
 
     def check_membership_editable(self) -> None:
         if self.groups_managed:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from hub.db.models import Server, User
+from hub.db.models import Group, Server, User, user_group_map
 from hub.errors import BadRequest, Conflict, NotFound
 from hub.log import bounded
 from hub.names import validate_server_name
@@ -238,6 +238,92 @@ def user_servers(session: Session, user_name: str) -> list[ServerRef]:
     """All of a user's servers, running or not (for the hub's own use: no checks)."""
     rows = session.scalars(select(Server).join(User).where(User.name == user_name)).all()
     return [_ref(server, user_name) for server in rows]
+
+
+def note_activity(session: Session, stamps: list[tuple[str, str, datetime.datetime]]) -> None:
+    """Move servers' and their users' last activity forward (never back) to what the proxy
+    saw: `stamps` are (user, server name, when); unknown servers are skipped."""
+    if not stamps:
+        return
+    names = sorted({user for user, _, _ in stamps})
+    rows = session.execute(select(Server, User).join(User).where(User.name.in_(names))).all()
+    found = {(user.name, server.name): (server, user) for server, user in rows}
+    for user_name, server_name, when in stamps:
+        pair = found.get((user_name, server_name))
+        if pair is None:
+            continue
+        server, user = pair
+        if server.last_activity is None or when > server.last_activity:
+            server.last_activity = when
+        if user.last_activity is None or when > user.last_activity:
+            user.last_activity = when
+
+
+class CullRules(Protocol):
+    """What the culler's choices need of its policy (`hub.culler.CullPolicy`)."""
+
+    @property
+    def max_age(self) -> int: ...
+
+    def timeout_for(self, groups: frozenset[str]) -> int: ...
+
+
+def _groups_of(session: Session, user_ids: set[int]) -> dict[int, frozenset[str]]:
+    if not user_ids:
+        return {}
+    pairs = session.execute(
+        select(user_group_map.c.user_id, Group.name)
+        .join(Group, Group.id == user_group_map.c.group_id)
+        .where(user_group_map.c.user_id.in_(sorted(user_ids)))
+    ).all()
+    groups: dict[int, set[str]] = {}
+    for user_id, name in pairs:
+        groups.setdefault(user_id, set()).add(name)
+    return {user_id: frozenset(names) for user_id, names in groups.items()}
+
+
+def cull_candidates(
+    session: Session, rules: CullRules, now: datetime.datetime
+) -> list[tuple[ServerRef, str]]:
+    """Running servers (not starting or stopping) to stop: idle longer than their user's
+    timeout ("idle"; activity counts from the start at the earliest), or, with max_age,
+    running longer than that ("age")."""
+    rows = session.execute(
+        select(Server, User.name)
+        .join(User)
+        .where(Server.started.is_not(None), Server.pending.is_(None))
+    ).all()
+    groups = _groups_of(session, {server.user_id for server, _ in rows})
+    chosen = []
+    for server, user_name in rows:
+        started = server.started
+        assert started is not None
+        last = max(started, server.last_activity or started)
+        timeout = rules.timeout_for(groups.get(server.user_id, frozenset()))
+        if now - last > datetime.timedelta(seconds=timeout):
+            chosen.append((_ref(server, user_name), "idle"))
+        elif rules.max_age and now - started > datetime.timedelta(seconds=rules.max_age):
+            chosen.append((_ref(server, user_name), "age"))
+    return chosen
+
+
+def idle_users(session: Session, rules: CullRules, now: datetime.datetime) -> list[str]:
+    """Users (not admins) with no server running or pending, idle (since their last
+    activity, or their creation) longer than their timeout."""
+    busy = select(Server.user_id).where(
+        or_(Server.started.is_not(None), Server.pending.is_not(None))
+    )
+    users = session.scalars(
+        select(User).where(User.admin.is_(False), User.id.not_in(busy)).order_by(User.name)
+    ).all()
+    groups = _groups_of(session, {user.id for user in users})
+    names = []
+    for user in users:
+        last = user.last_activity or user.created
+        timeout = rules.timeout_for(groups.get(user.id, frozenset()))
+        if now - last > datetime.timedelta(seconds=timeout):
+            names.append(user.name)
+    return names
 
 
 def recorded_servers(session: Session) -> list[ServerRef]:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import logging
 import os
 import signal
@@ -54,6 +55,7 @@ from hub.proxy.client import (
     normalize_prefix,
 )
 from hub.proxy.server.feed import encode as encode_event
+from hub.timeutil import parse_timestamp
 
 if TYPE_CHECKING:
     from hub.settings import Hub
@@ -410,6 +412,23 @@ class ProxyLink:
             await self.client.add_route(prefix, url, data)
         self.broadcast.put(prefix, url, data)
         log.debug("Route %s -> %s added", prefix, url)
+
+    async def route_activity(self) -> list[tuple[str, str, datetime.datetime]]:
+        """(user, server name, last activity) of every server route the proxy has (the
+        hub's own routes, by their data), for the culler; [] without a routes API."""
+        if self.client is None:
+            return []
+        found = []
+        for route in (await self.client.get_routes()).values():
+            user, server_name = route.get("user"), route.get("server_name", "")
+            if not route.get(MARKER) or not isinstance(user, str):
+                continue
+            try:
+                when = parse_timestamp(route.get("last_activity"))
+            except ValueError:
+                continue  # a proxy that does not track activity
+            found.append((user, str(server_name or ""), when))
+        return found
 
     async def remove_server(self, user_name: str, server_name: str) -> None:
         prefix = server_prefix(self.ctx, user_name, server_name)
