@@ -11,6 +11,7 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -65,12 +66,16 @@ class PostgresServer:
         if owner:
             for path in (self.root, sockets):
                 os.chown(path, owner["user"], owner["group"])  # type: ignore[arg-type]
-        subprocess.run(
-            [initdb, "-D", str(data), "-U", "atrium", "--auth=trust", "-E", "UTF8", "--no-sync"],
-            check=True,
-            capture_output=True,
-            **owner,  # type: ignore[arg-type]
-        )
+        if not (data / "PG_VERSION").exists():  # a stopped server starts again on its data
+            subprocess.run(
+                [
+                    initdb,
+                    *("-D", str(data), "-U", "atrium", "--auth=trust", "-E", "UTF8", "--no-sync"),
+                ],
+                check=True,
+                capture_output=True,
+                **owner,  # type: ignore[arg-type]
+            )
         with open(self.root / "postgres.log", "wb") as log:
             self.process = subprocess.Popen(
                 [
@@ -118,9 +123,11 @@ class PostgresServer:
         with psycopg.connect(self.admin_dsn, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
-    def stop(self) -> None:
+    def stop(self, fast: bool = False) -> None:
+        """Smart shutdown (waits for clients to leave) of the server we started, by its PID;
+        `fast` ends the clients' sessions at once, as a database going down does."""
         if self.process is not None and self.process.poll() is None:
-            self.process.terminate()  # smart shutdown of the server we started, by its PID
+            self.process.send_signal(signal.SIGINT if fast else signal.SIGTERM)
             try:
                 self.process.wait(timeout=20)
             except subprocess.TimeoutExpired:

@@ -219,7 +219,8 @@ def test_proxy_follows_a_base_url(helm: ModuleType) -> None:
     (container,) = find(docs, "Deployment", "proxy")["spec"]["template"]["spec"]["containers"]
     assert "--routes-from=http://hub:8081/jupyter/hub/api/proxy/watch" in container["command"]
     hub = find(docs, "Deployment", "hub")["spec"]["template"]["spec"]["containers"][0]
-    assert hub["readinessProbe"]["httpGet"]["path"] == "/jupyter/hub/health"
+    assert hub["readinessProbe"]["httpGet"]["path"] == "/jupyter/hub/health/ready"
+    assert hub["livenessProbe"]["httpGet"]["path"] == "/jupyter/hub/health"
 
 
 def test_production_postgresql_from_a_secret_and_tls_ingress(

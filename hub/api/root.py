@@ -1,7 +1,10 @@
-"""`/hub/api/`, `/hub/api/info`, `/hub/api/user` and `/hub/health`."""
+"""`/hub/api/`, `/hub/api/info`, `/hub/api/user`, `/hub/health` (liveness) and
+`/hub/health/ready` (readiness)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import sys
 import time
 from dataclasses import replace
@@ -16,6 +19,8 @@ from hub.errors import Unauthorized
 from hub.ops.users import get_user
 from hub.rbac import scopes
 from hub.rbac.access import Requester
+
+log = logging.getLogger("atrium.health")
 
 
 class RootAPIHandler(APIHandler):
@@ -63,11 +68,50 @@ def _identify(req: Requester) -> Requester:
 
 
 class HealthHandler(APIHandler):
-    """Liveness and readiness: answers 200 when the database answers."""
+    """Liveness (JupyterHub's `/hub/health`): 200 while the hub answers requests. It asks
+    nothing of the database or the proxy, so their outage does not get the hub restarted
+    (that is readiness, below)."""
 
     async def get(self) -> None:
-        await self.db.run(_ping)
         self.write_json({"status": "ok"})
+
+
+READY_LIMIT = 3.0  # seconds each check may take
+
+
+class ReadyHandler(APIHandler):
+    """Readiness: 200 when the database answers and the proxy's routes API does (when this
+    hub drives one); otherwise 503 with a Retry-After and which part is not ready."""
+
+    async def get(self) -> None:
+        checks = {"database": await self._database(), "proxy": await self._proxy()}
+        down = [part for part, result in checks.items() if result not in ("ok", "not used")]
+        if down:
+            self.set_header("Retry-After", "5")
+            message = "Not ready: " + "; ".join(f"{p} {checks[p]}" for p in down)
+            self.write_json({"status": 503, "message": message, "checks": checks}, 503)
+            return
+        self.write_json({"status": "ok", "checks": checks})
+
+    async def _database(self) -> str:
+        try:
+            async with asyncio.timeout(READY_LIMIT):
+                await self.db.run(_ping)
+        except Exception as e:  # the reason is logged; the answer names no host or URL
+            log.warning("Readiness: the database did not answer: %s", type(e).__name__)
+            return "not answering"
+        return "ok"
+
+    async def _proxy(self) -> str:
+        proxy = self.hub.proxy
+        if proxy is None or proxy.client is None:
+            return "not used"
+        try:
+            await proxy.client.get_routes(limit=READY_LIMIT)
+        except Exception as e:
+            log.warning("Readiness: the proxy's routes API did not answer: %s", e)
+            return "not answering"
+        return "ok"
 
 
 def _ping(session: Session) -> None:
@@ -80,4 +124,6 @@ routes = [
     (r"/api/user", SelfAPIHandler),
     (r"/api/health", HealthHandler),
     (r"/health", HealthHandler),
+    (r"/api/health/ready", ReadyHandler),
+    (r"/health/ready", ReadyHandler),
 ]
