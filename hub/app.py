@@ -175,6 +175,7 @@ class AtriumApp(HubCommand):
         url = f"http://{connect_host(s.ip)}:{port}{s.base_url}hub/"
         log.info("Atrium %s is running at %s", hub.__version__, url)
         log.info("Ways to log in: %s", ", ".join(a.label for a in state.auth.authenticators))
+        state.loop_monitor.start()
         if state.culler is not None:
             state.culler.start()
         print_welcome(url, admin)
@@ -215,6 +216,7 @@ async def shut_down(server: Any, state: HubState, stop_servers: bool) -> None:
     running unless configured to stop with the hub.
     """
     server.stop()
+    await state.loop_monitor.stop()
     if state.culler is not None:
         await state.culler.stop()
     if stop_servers:

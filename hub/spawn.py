@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from hub.errors import (
     TooManyRequests,
 )
 from hub.log import bounded
+from hub.metrics import SPAWN_DURATION, STOP_DURATION
 from hub.ops import credentials
 from hub.ops import servers as server_ops
 from hub.ops import users as user_ops
@@ -327,16 +329,21 @@ class Orchestrator:
     async def _spawn(self, ref: ServerRef, spawner: Spawner) -> None:
         events = self.progress.setdefault(ref.id, ProgressLog())
         final = failed_event(SpawnFailed.default_message)
+        outcome = "failure"
+        began = time.perf_counter()
         try:
             await self._start_and_route(ref, spawner, events)
             final = ready_event(self.ctx.user_url(ref.user_name, ref.name))
+            outcome = "success"
         except asyncio.CancelledError:
             final = failed_event(CANCELLED)
+            outcome = "cancelled"
             raise
         except SpawnFailed as e:
             final = failed_event(e.message)
             raise
         finally:
+            SPAWN_DURATION.labels(status=outcome).observe(time.perf_counter() - began)
             self._end_progress(ref.id, final)
 
     async def _start_following(self, spawner: Spawner, events: ProgressLog) -> str:
@@ -479,6 +486,14 @@ class Orchestrator:
         return "pending"
 
     async def _stop(self, ref: ServerRef, remove: bool) -> None:
+        began, outcome = time.perf_counter(), "failure"
+        try:
+            await self._stop_server(ref, remove)
+            outcome = "success"
+        finally:
+            STOP_DURATION.labels(status=outcome).observe(time.perf_counter() - began)
+
+    async def _stop_server(self, ref: ServerRef, remove: bool) -> None:
         spawner: Spawner | None
         try:
             spawner = self._spawner_for(ref)

@@ -15,6 +15,7 @@ from hub.spawn import Orchestrator
 
 if TYPE_CHECKING:
     from hub.culler import CullerTask
+    from hub.metrics import LoopMonitor
     from hub.proxy.supervisor import ProxyLink
 
 
@@ -43,6 +44,14 @@ class HubState:
     auth: AuthSet = field(default_factory=lambda: _default_auth())
     # idle culling (c.Culler); None when off. Started once the hub listens.
     culler: CullerTask | None = None
+    # the event loop's lag, for the metrics; started once the hub listens
+    loop_monitor: LoopMonitor = field(default_factory=lambda: _loop_monitor())
+
+
+def _loop_monitor() -> LoopMonitor:
+    from hub.metrics import LoopMonitor
+
+    return LoopMonitor()
 
 
 def _default_auth() -> AuthSet:

@@ -261,6 +261,7 @@ class HubFactory:
         state.orchestrator.hub_url = f"http://127.0.0.1:{port}"
         if state.proxy is not None:  # c.Hub.proxy set: start or adopt it, routes to this hub
             await state.proxy.start(f"http://127.0.0.1:{port}")
+        state.loop_monitor.start()
         if state.culler is not None:  # c.Culler.enabled
             state.culler.start()
         # the first admin is a native account; hubs without native logins get one here

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -23,6 +24,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.errors import ConfigError, ServiceUnavailable
+from hub.metrics import DB_DURATION
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +133,7 @@ class Database:
 
     def run_sync(self, fn: Callable[Concatenate[Session, P], T], *a: P.args, **kw: P.kwargs) -> T:
         """Run one unit of work in the calling thread."""
+        began = time.perf_counter()
         try:
             with self.session() as session:
                 return fn(session, *a, **kw)
@@ -145,6 +148,10 @@ class Database:
                     "The database connection was lost; retry in a few seconds"
                 ) from None
             raise
+        finally:
+            DB_DURATION.labels(operation=getattr(fn, "__name__", "unit")).observe(
+                time.perf_counter() - began
+            )
 
     async def run(self, fn: Callable[Concatenate[Session, P], T], *a: P.args, **kw: P.kwargs) -> T:
         """Run one unit of work in a database thread and return its result.

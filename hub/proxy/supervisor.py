@@ -33,7 +33,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,6 +45,7 @@ from sqlalchemy.orm import Session
 from hub.db.engine import Database
 from hub.db.models import Server, User
 from hub.errors import ConfigError
+from hub.metrics import PROXY_ADD, PROXY_DELETE, PROXY_ERRORS, PROXY_ROUTES
 from hub.ops.context import HubContext
 from hub.proxy.client import (
     ProxyAPIError,
@@ -114,10 +115,12 @@ class RouteBroadcast:
         if self.routes.get(prefix) == (target, data):
             return
         self.routes[prefix] = (target, data)
+        PROXY_ROUTES.set(len(self.routes))
         self._send({"type": "ADDED", "prefix": prefix, "target": target, "data": data})
 
     def remove(self, prefix: str) -> None:
         if self.routes.pop(prefix, None) is not None:
+            PROXY_ROUTES.set(len(self.routes))
             self._send({"type": "DELETED", "prefix": prefix})
 
     def replace(self, routes: dict[str, tuple[str, dict[str, Any]]]) -> None:
@@ -374,6 +377,20 @@ class ProxyProcess:
         log.info("Stopped the proxy (pid %s)", pid)
 
 
+@contextlib.contextmanager
+def _timed(histogram: Any, operation: str) -> Iterator[None]:
+    """Time a routes API call into `histogram` by outcome; count its failures."""
+    began = time.perf_counter()
+    status = "failure"
+    try:
+        yield
+        status = "success"
+    finally:
+        histogram.labels(status=status).observe(time.perf_counter() - began)
+        if status == "failure":
+            PROXY_ERRORS.labels(operation=operation).inc()
+
+
 class ProxyLink:
     """The hub's routes in the proxy, kept in step with the database.
 
@@ -409,7 +426,8 @@ class ProxyLink:
         prefix = server_prefix(self.ctx, user_name, server_name)
         data = server_route_data(user_name, server_name)
         if self.client is not None:
-            await self.client.add_route(prefix, url, data)
+            with _timed(PROXY_ADD, "add"):
+                await self.client.add_route(prefix, url, data)
         self.broadcast.put(prefix, url, data)
         log.debug("Route %s -> %s added", prefix, url)
 
@@ -434,7 +452,8 @@ class ProxyLink:
         prefix = server_prefix(self.ctx, user_name, server_name)
         self.broadcast.remove(prefix)
         if self.client is not None:
-            await self.client.delete_route(prefix)
+            with _timed(PROXY_DELETE, "delete"):
+                await self.client.delete_route(prefix)
         log.debug("Route %s removed", prefix)
 
     # --- reconcile ----------------------------------------------------------------------
@@ -532,8 +551,10 @@ class ProxyLink:
             try:
                 await self.reconcile()
             except ProxyError as e:
+                PROXY_ERRORS.labels(operation="check").inc()
                 log.warning("Checking the proxy's routes failed: %s", e)
             except Exception:
+                PROXY_ERRORS.labels(operation="check").inc()
                 log.exception("Checking the proxy's routes failed")
 
     async def _watch(self) -> None:
