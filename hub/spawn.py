@@ -35,6 +35,7 @@ from hub.db.engine import Database
 from hub.errors import (
     AtriumError,
     BadRequest,
+    ConfigError,
     Conflict,
     NotFound,
     ServiceUnavailable,
@@ -58,7 +59,7 @@ from hub.progress import (
 )
 from hub.rbac.access import Requester
 from hub.spawnenv import server_env
-from spawners.base import Spawner
+from spawners.base import Spawner, SpawnError
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ def spawner_factory(spawner_class: str, config: Any) -> SpawnerFactory | None:
     from hub.settings import load_spawner_class
 
     cls = load_spawner_class(spawner_class)
+    _check_group_overrides(cls, config)
 
     def factory(ref: ServerRef) -> Spawner:
         return cls(  # type: ignore[no-any-return]
@@ -96,6 +98,26 @@ def spawner_factory(spawner_class: str, config: Any) -> SpawnerFactory | None:
 
     factory.spawner_class = cls  # type: ignore[attr-defined]
     return factory
+
+
+def _check_group_overrides(cls: type, config: Any) -> None:
+    """Refuse, at start-up, group overrides naming a setting the spawner class lacks."""
+    known = set(cls.class_trait_names(config=True)) - {"group_overrides"}  # type: ignore[attr-defined]
+    for section in [c.__name__ for c in cls.__mro__]:
+        overrides = config.get(section, {}).get("group_overrides") if section in config else None
+        if not isinstance(overrides, dict):
+            continue
+        for group, settings in overrides.items():
+            if not isinstance(settings, dict):
+                raise ConfigError(
+                    f"c.{section}.group_overrides[{group!r}] must be a dict of settings"
+                )
+            for name in settings:
+                if name not in known:
+                    raise ConfigError(
+                        f"c.{section}.group_overrides[{group!r}]: {cls.__name__} has no "
+                        f"setting {name!r}"
+                    )
 
 
 class SpawnFailed(AtriumError):
@@ -238,6 +260,10 @@ class Orchestrator:
         try:
             spawner = self._spawner_for(ref)
             spawner.user_groups = groups
+            try:
+                spawner.apply_group_overrides()
+            except SpawnError as e:
+                raise SpawnFailed(f"The server failed to start: {e}") from None
             token = await self.db.run(credentials.issue, self.ctx, ref.id)
             spawner.env = server_env(
                 self.ctx, self.hub_url, ref.user_name, ref.name, token, spawner.default_url

@@ -143,6 +143,43 @@ class Spawner(LoggingConfigurable):
         "(read back by options_from_form into user_options). '' shows no form.",
     ).tag(config=True)
 
+    group_overrides = Dict(
+        value_trait=Dict(),
+        default_value={},
+        help="Settings for the members of some groups, e.g. {'teaching-assistants': "
+        "{'mem_limit': '8G', 'cpu_limit': 4}}: applied at each start of a server whose owner "
+        "is in the group (later groups in this dict win when a user is in several).",
+    ).tag(config=True)
+
+    @validate("group_overrides")
+    def _known_overrides(self, proposal: Any) -> dict[str, dict[str, Any]]:
+        value: dict[str, dict[str, Any]] = dict(proposal["value"])
+        known = set(self.trait_names(config=True)) - {"group_overrides"}
+        for group, settings in value.items():
+            for name in settings:
+                if name not in known:
+                    raise TraitError(
+                        f"group_overrides[{group!r}]: {type(self).__name__} has no setting {name!r}"
+                    )
+        return value
+
+    def apply_group_overrides(self) -> None:
+        """Put back what an earlier start's group overrides changed, then apply those of the
+        owner's groups (`user_groups`). SpawnError for a value a setting refuses."""
+        for name, original in self._group_originals.items():
+            setattr(self, name, original)
+        self._group_originals.clear()
+        groups = set(self.user_groups or ())
+        for group, settings in self.group_overrides.items():
+            if group not in groups:
+                continue
+            for name, value in settings.items():
+                self._group_originals.setdefault(name, getattr(self, name))
+                try:
+                    setattr(self, name, value)
+                except TraitError as e:
+                    raise SpawnError(f"group_overrides[{group!r}]: {e}") from None
+
     @default("log")
     def _log_default(self) -> logging.Logger:
         # the spawner's own module ('spawners.local'), not traitlets' logger
@@ -183,6 +220,7 @@ class Spawner(LoggingConfigurable):
         self._progress_events: list[dict[str, Any]] = []
         self._progress_active = False
         self._progress_changed = asyncio.Event()
+        self._group_originals: dict[str, Any] = {}
 
     # the groups of the server's user, set by the hub before a start or an options check
     # (e.g. for profiles open to some groups only); None when not known

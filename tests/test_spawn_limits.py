@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
+from hub.errors import ConfigError
 from tests.conftest import HubFactory, expect_error
 from tests.waits import eventually
 
@@ -60,3 +63,47 @@ async def test_limits_hold_under_a_burst(hub_factory: HubFactory) -> None:
     statuses = sorted(r.status for r in results)
     assert statuses.count(201) == 3  # never more than the limit, even all at once
     assert statuses.count(429) == 5
+
+
+async def test_group_overrides_give_some_groups_more(hub_factory: HubFactory) -> None:
+    config = (
+        "c.ProcessSpawner.mem_limit = '1G'\n"
+        "c.ProcessSpawner.cpu_limit = 1\n"
+        "c.Spawner.group_overrides = {\n"
+        "    'tas': {'mem_limit': '4G', 'cpu_limit': 2},\n"
+        "    'gpu-lab': {'mem_limit': '16G'},\n"
+        "    'broken': {'mem_limit': 'lots'},\n"
+        "}\n"
+    )
+    hub = await hub_factory(spawner_class=SPAWNER, config=config)
+    for name in ("ann", "ta", "both", "bad"):
+        await hub.add_user(name)
+    for group, members in (("tas", ["ta", "both"]), ("gpu-lab", ["both"]), ("broken", ["bad"])):
+        assert (await hub.api("POST", f"/groups/{group}", {"users": members})).status == 201
+
+    async def limits(name: str) -> tuple[int | None, float | None]:
+        assert (await hub.api("POST", f"/users/{name}/server")).status == 201
+        spawners = hub.state.orchestrator.spawners.values()
+        spawner = next(s for s in spawners if s.user_name == name)
+        return spawner.mem_limit, spawner.cpu_limit
+
+    gib = 1024**3
+    assert await limits("ann") == (gib, 1.0)
+    assert await limits("ta") == (4 * gib, 2.0)
+    assert await limits("both") == (16 * gib, 2.0)  # the later group wins where both set it
+    # out of the group, the next start has the usual limits again
+    assert (await hub.api("DELETE", "/users/ta/server")).status == 204
+    assert (await hub.api("DELETE", "/groups/tas/users", {"users": ["ta"]})).status == 200
+    assert await limits("ta") == (gib, 1.0)
+    # a value the setting refuses fails the start with a message, and nothing is left pending
+    r = await hub.api("POST", "/users/bad/server")
+    expect_error(r, 500, "group_overrides['broken']: ")
+    model = (await hub.api("GET", "/users/bad")).json()
+    assert model["pending"] is None
+    assert not model["servers"].get("", {}).get("ready")
+
+
+async def test_group_overrides_of_unknown_settings_stop_the_hub(hub_factory: HubFactory) -> None:
+    config = "c.Spawner.group_overrides = {'tas': {'mem_limt': '4G'}}\n"
+    with pytest.raises(ConfigError, match=r"group_overrides\['tas'\]: ProcessSpawner has no"):
+        await hub_factory(spawner_class=SPAWNER, config=config)
