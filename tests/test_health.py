@@ -96,11 +96,23 @@ async def test_ready_follows_the_database_and_recovers_without_a_restart(
     assert body["checks"] == {"database": "not answering", "proxy": "not used"}
     assert "127.0.0.1" not in str(body)  # no address, no URL in the answer
     assert (await hub.api("GET", "/health", token=None)).status == 200
+    # the API says so too, with a retry hint, and changes nothing
+    for method, path, body in (
+        ("GET", "/users", None),
+        ("POST", "/users/newcomer", None),
+        ("POST", "/users/admin/tokens", {"note": "x"}),
+    ):
+        r = await hub.api(method, path, body)
+        assert r.status == 503, (path, r.body)
+        assert r.headers["Retry-After"]
+        assert "retry in a few seconds" in r.json()["message"]
     own_postgres.start()
 
     async def back() -> bool:
         return (await ready(hub))[0] == 200
 
     await eventually(back, timeout=30)
-    # and the hub works again, with nothing lost
+    # and the hub works again without a restart, with nothing lost or half-written
     assert (await hub.api("GET", "/users/admin")).status == 200
+    assert (await hub.api("GET", "/users/newcomer")).status == 404
+    assert (await hub.api("POST", "/users/newcomer")).status == 201
