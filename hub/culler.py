@@ -23,7 +23,6 @@ working: it uses only the REST API.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
 import logging
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from traitlets import Bool, Dict, Integer, TraitError, validate
 from traitlets.config import Configurable
 
+from hub.background import Background
 from hub.ops import servers as server_ops
 from hub.timeutil import utcnow
 
@@ -147,13 +147,12 @@ class CullReport:
     failed: list[str] = field(default_factory=list)
 
 
-class CullerTask:
+class CullerTask(Background):
     """The hub's culler: `start()` once the hub is up; `stop()` at shutdown."""
 
     def __init__(self, state: HubState, policy: CullPolicy) -> None:
         self.state = state
         self.policy = policy
-        self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         log.info(
@@ -162,16 +161,9 @@ class CullerTask:
             self.policy.every,
             f", and servers older than {self.policy.max_age} s" if self.policy.max_age else "",
         )
-        self._task = asyncio.ensure_future(self._run())
+        super().start()
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
+    async def run(self) -> None:
         while True:
             await asyncio.sleep(self.policy.every)
             try:

@@ -26,15 +26,14 @@ registry also carries the process's CPU, memory and open files.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
-import time
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from hub.background import Background
 from hub.timeutil import utcnow
 
 REQUEST_DURATION = Histogram(
@@ -118,38 +117,12 @@ def observe_request(handler: Any) -> None:
     ).observe(handler.request.request_time())
 
 
-class Timer:
-    """`with Timer() as t: ...`, then `t.seconds`."""
-
-    seconds = 0.0
-
-    def __enter__(self) -> Timer:
-        self._start = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.seconds = time.perf_counter() - self._start
-
-
-class LoopMonitor:
+class LoopMonitor(Background):
     """Sleeps 50 ms again and again and records how long each sleep really took."""
 
     INTERVAL = 0.05
 
-    def __init__(self) -> None:
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.ensure_future(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
+    async def run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             began = loop.time()

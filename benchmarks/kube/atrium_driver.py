@@ -32,7 +32,6 @@ sys.path.insert(0, os.environ.get("ATRIUM_BENCH_SRC") or str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import driver_common  # noqa: E402
-from channel import serve  # noqa: E402
 
 from spawners.kubernetes.client import Json  # noqa: E402
 from spawners.kubernetes.informer import Informer  # noqa: E402
@@ -123,20 +122,7 @@ class Driver:
 
 
 async def main() -> None:
-    driver = Driver(sys.argv[1], sys.argv[2])
-    try:
-        await serve(
-            {
-                "prepare": driver.prepare,
-                "warm": driver.warm,
-                "spawn": driver.spawn,
-                "stop": driver.stop,
-                "wait_cached": driver.wait_cached,
-                "cache_size": driver.cache_size,
-            }
-        )
-    finally:
-        await KubeSpawner.release_shared()
+    await driver_common.run_driver(Driver(sys.argv[1], sys.argv[2]), KubeSpawner.release_shared)
 
 
 if __name__ == "__main__":

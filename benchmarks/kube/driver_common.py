@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 PORT_ANNOTATION = "atrium.test/host-port"  # tests.kube.kubelet.PORT_ANNOTATION
@@ -84,3 +84,23 @@ async def wait_cached(
             seen = found["metadata"]["resourceVersion"] if found else None
             raise TimeoutError(f"pod {pod}: the cache has rv {seen}, not {rv}, after {within} s")
         await asyncio.sleep(0.02)
+
+
+async def run_driver(driver: Any, release: Callable[[], Awaitable[None]]) -> None:
+    """Serve `driver`'s commands on stdin/stdout until told to stop, then `release` what
+    the spawner class shares (its watches)."""
+    from channel import serve
+
+    try:
+        await serve(
+            {
+                "prepare": driver.prepare,
+                "warm": driver.warm,
+                "spawn": driver.spawn,
+                "stop": driver.stop,
+                "wait_cached": driver.wait_cached,
+                "cache_size": driver.cache_size,
+            }
+        )
+    finally:
+        await release()

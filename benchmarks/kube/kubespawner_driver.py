@@ -33,7 +33,6 @@ from urllib.parse import urlparse
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import driver_common
-from channel import serve
 from kubespawner import KubeSpawner
 from kubespawner._version import __version__ as kubespawner_version
 
@@ -142,20 +141,9 @@ class Driver:
 
 
 async def main() -> None:
-    driver = Driver(sys.argv[1], sys.argv[2])
-    try:
-        await serve(
-            {
-                "prepare": driver.prepare,
-                "warm": driver.warm,
-                "spawn": driver.spawn,
-                "stop": driver.stop,
-                "wait_cached": driver.wait_cached,
-                "cache_size": driver.cache_size,
-            }
-        )
-    finally:
-        await KubeSpawner._stop_all_reflectors()
+    await driver_common.run_driver(
+        Driver(sys.argv[1], sys.argv[2]), KubeSpawner._stop_all_reflectors
+    )
 
 
 if __name__ == "__main__":
