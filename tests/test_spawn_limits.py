@@ -8,6 +8,7 @@ import pytest
 
 from hub.errors import ConfigError
 from tests.conftest import HubFactory, expect_error
+from tests.test_pages import PASSWORD, Browser
 from tests.waits import eventually
 
 SPAWNER = "tests.spawner.ProcessSpawner"
@@ -107,3 +108,27 @@ async def test_group_overrides_of_unknown_settings_stop_the_hub(hub_factory: Hub
     config = "c.Spawner.group_overrides = {'tas': {'mem_limt': '4G'}}\n"
     with pytest.raises(ConfigError, match=r"group_overrides\['tas'\]: ProcessSpawner has no"):
         await hub_factory(spawner_class=SPAWNER, config=config)
+
+
+async def test_the_spawn_page_says_the_hub_is_busy(hub_factory: HubFactory) -> None:
+    hub = await hub_factory(
+        spawner_class=SPAWNER,
+        concurrent_spawn_limit=1,
+        slow_spawn_timeout=0.1,
+        spawn_page_wait=0,
+        config="c.ProcessSpawner.start_delay = 2.0\n",
+    )
+    await hub.add_user("ann")
+    await hub.add_user("bo", password=PASSWORD)
+    assert (await hub.api("POST", "/users/ann/server")).status == 202
+    browser = Browser(hub)
+    await browser.login("bo")
+    r = await browser.request("POST", "/hub/spawn/bo", {"_xsrf": await browser.xsrf()})
+    assert r.code == 429
+    assert 10 <= int(r.headers["Retry-After"]) <= 30
+    page = r.body.decode()
+    assert "Too busy just now" in page
+    assert "Wait a moment and try again" in page
+    assert "Traceback" not in page
+    # nothing was started for bo
+    assert (await hub.api("GET", "/users/bo")).json()["servers"] == {}
