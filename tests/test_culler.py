@@ -179,8 +179,8 @@ async def test_the_hubs_culler_runs_by_itself(hub_factory: HubFactory) -> None:
     await hub.add_user("ann")
     pid = await start(hub, "ann")
 
-    async def stopped() -> bool:
-        return await running(hub, "ann") == []
+    async def stopped() -> bool:  # stopped, not stopping: no server listed at all
+        return (await hub.api("GET", "/users/ann")).json()["servers"] == {}
 
     await eventually(stopped, timeout=60)
     assert not pid_alive(pid)
@@ -249,9 +249,9 @@ async def test_jupyterhub_idle_culler_works_against_the_hub(hub_factory: HubFact
     )
     try:
 
-        async def stopped() -> bool:
+        async def stopped() -> bool:  # stopped, not stopping: no server listed at all
             assert culler.returncode is None, "jupyterhub-idle-culler exited"
-            return await running(hub, "ann") == []
+            return (await hub.api("GET", "/users/ann")).json()["servers"] == {}
 
         await eventually(stopped, timeout=60)
     finally:

@@ -237,7 +237,8 @@ class KubeSpawner(KubeSettings):
         url_host = _url_host(host)
         prefix = self.get_env().get("JUPYTERHUB_SERVICE_PREFIX") or "/"
         self.report_progress(90, "waiting for the server to answer")
-        await self._wait_answers(pods, url_host, port, f"{prefix}api")
+        await self._wait_answers(pods, events, url_host, port, f"{prefix}api")
+        self._report_events(events, names.pod)
         self.report_progress(100, "server is ready")
         return f"http://{url_host}:{port}"
 
@@ -356,20 +357,14 @@ class KubeSpawner(KubeSettings):
         changed = asyncio.Event()
         pods.add_waiter(name, changed)
         events.add_waiter(name, changed)
-        seen: set[str] = set()
-        progress = 20
+        self._events_seen = set()
+        self._progress = 20
         warned_stale = False
         appeared = False
         try:
             while True:
                 changed.clear()
-                for event in sorted(events.for_key(name), key=podstatus.event_time):
-                    uid = podstatus.event_uid(event)
-                    if uid in seen or not podstatus.event_is_for(event, self.pod_uid):
-                        continue
-                    seen.add(uid)
-                    progress = min(85, progress + 8)
-                    self.report_progress(progress, podstatus.event_text(event))
+                self._report_events(events, name)
                 pod = pods.get(name)
                 if pod is not None and self.pod_uid and _uid(pod) not in ("", self.pod_uid):
                     pod = None  # an older pod of the same name, not yet gone from the cache
@@ -385,17 +380,38 @@ class KubeSpawner(KubeSettings):
                     raise SpawnError(f"the pod {name} was deleted while it was starting")
                 if pods.stale and not warned_stale and pods.synced:
                     warned_stale = True
-                    self.report_progress(progress, "lost the watch on Kubernetes; reconnecting")
+                    self.report_progress(
+                        self._progress, "lost the watch on Kubernetes; reconnecting"
+                    )
                 await changed.wait()
         finally:
             pods.remove_waiter(name, changed)
             events.remove_waiter(name, changed)
 
-    async def _wait_answers(self, pods: Informer, url_host: str, port: int, path: str) -> None:
+    # the pod's events shown so far in this start's progress (by event uid)
+    _events_seen: set[str] = set()
+    _progress = 20
+
+    def _report_events(self, events: Informer, name: str) -> None:
+        """The pod's events not shown yet, as progress, in the order they happened."""
+        for event in sorted(events.for_key(name), key=podstatus.event_time):
+            uid = podstatus.event_uid(event)
+            if uid in self._events_seen or not podstatus.event_is_for(event, self.pod_uid):
+                continue
+            self._events_seen.add(uid)
+            self._progress = min(85, self._progress + 8)
+            self.report_progress(self._progress, podstatus.event_text(event))
+
+    async def _wait_answers(
+        self, pods: Informer, events: Informer, url_host: str, port: int, path: str
+    ) -> None:
+        """Until the server answers HTTP; the pod's events that still come (its container
+        started, say) are shown meanwhile."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.http_timeout
         delay = 0.02
         while not await _answers(url_host, port, path):
+            self._report_events(events, self.pod_name)
             pod = pods.get(self.pod_name)
             if pod is not None:
                 state = podstatus.starting_state(pod)
