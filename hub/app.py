@@ -71,6 +71,8 @@ class AtriumApp(HubCommand):
             s.authenticator_specs(), self.config, s.ip, secrets.cookie_secret
         )
         auth.throttle = s.throttle_rules()
+        # checked before the database is opened: a bad spawner setting stops the hub here
+        factory = spawner_factory(s.spawner_class, self.config)
         db = Database(s.db_url, pool_size=s.db_pool_size)
         try:
             migrate.check_current(db.engine)
@@ -101,7 +103,7 @@ class AtriumApp(HubCommand):
         orchestrator = Orchestrator(
             db,
             ctx,
-            spawner_factory(s.spawner_class, self.config),
+            factory,
             SpawnTimeouts(s.slow_spawn_timeout, s.slow_stop_timeout, s.spawn_page_wait),
             routes=proxy,
             limits=SpawnLimits(s.concurrent_spawn_limit, s.active_server_limit),
