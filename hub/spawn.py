@@ -100,24 +100,12 @@ def spawner_factory(spawner_class: str, config: Any) -> SpawnerFactory | None:
     return factory
 
 
-def _check_group_overrides(cls: type, config: Any) -> None:
+def _check_group_overrides(cls: type[Spawner], config: Any) -> None:
     """Refuse, at start-up, group overrides naming a setting the spawner class lacks."""
-    known = set(cls.class_trait_names(config=True)) - {"group_overrides"}  # type: ignore[attr-defined]
     for section in [c.__name__ for c in cls.__mro__]:
         overrides = config.get(section, {}).get("group_overrides") if section in config else None
-        if not isinstance(overrides, dict):
-            continue
-        for group, settings in overrides.items():
-            if not isinstance(settings, dict):
-                raise ConfigError(
-                    f"c.{section}.group_overrides[{group!r}] must be a dict of settings"
-                )
-            for name in settings:
-                if name not in known:
-                    raise ConfigError(
-                        f"c.{section}.group_overrides[{group!r}]: {cls.__name__} has no "
-                        f"setting {name!r}"
-                    )
+        if isinstance(overrides, dict) and (problem := cls.override_problem(overrides)):
+            raise ConfigError(f"c.{section}.{problem}")
 
 
 class SpawnFailed(AtriumError):

@@ -154,14 +154,23 @@ class Spawner(LoggingConfigurable):
     @validate("group_overrides")
     def _known_overrides(self, proposal: Any) -> dict[str, dict[str, Any]]:
         value: dict[str, dict[str, Any]] = dict(proposal["value"])
-        known = set(self.trait_names(config=True)) - {"group_overrides"}
-        for group, settings in value.items():
+        problem = type(self).override_problem(value)
+        if problem:
+            raise TraitError(problem)
+        return value
+
+    @classmethod
+    def override_problem(cls, overrides: Any) -> str:
+        """What is wrong with `group_overrides` for this class ('' when nothing): an entry
+        that is not a dict of settings, or a setting the class lacks."""
+        known = set(cls.class_trait_names(config=True)) - {"group_overrides"}
+        for group, settings in overrides.items():
+            if not isinstance(settings, dict):
+                return f"group_overrides[{group!r}] must be a dict of settings"
             for name in settings:
                 if name not in known:
-                    raise TraitError(
-                        f"group_overrides[{group!r}]: {type(self).__name__} has no setting {name!r}"
-                    )
-        return value
+                    return f"group_overrides[{group!r}]: {cls.__name__} has no setting {name!r}"
+        return ""
 
     def apply_group_overrides(self) -> None:
         """Put back what an earlier start's group overrides changed, then apply those of the

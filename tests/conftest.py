@@ -6,6 +6,7 @@ instead of being skipped, so CI can never pass by silently testing less.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -45,26 +46,33 @@ def missing_part(what: str) -> None:
     pytest.skip(f"{what} not available")
 
 
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
+@contextlib.contextmanager
+def running_postgres(prefix: str, fast_stop: bool = False) -> Iterator[PostgresServer]:
+    """A PostgreSQL server of our own, removed afterwards (missing binaries: a missing part)."""
     import tempfile
 
     # not under pytest's 0700 root-owned temp dir: the postgres user must reach it
-    root = Path(tempfile.mkdtemp(prefix="atrium-pg-"))
+    root = Path(tempfile.mkdtemp(prefix=prefix))
     server = PostgresServer(root)
     try:
         server.start()
     except FileNotFoundError as e:
         missing_part(f"PostgreSQL ({e})")
     try:
+        yield server
+    finally:
+        server.stop(fast=fast_stop)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    with running_postgres("atrium-pg-") as server:
         template = server.create_database("atrium_template")
         db = Database(template)
         upgrade(db.engine)
         db.close()
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -4,9 +4,7 @@ and a PostgreSQL server of the test's own, stopped and started again under the h
 
 from __future__ import annotations
 
-import shutil
 import socket
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +12,7 @@ import pytest
 
 from hub.db.engine import Database
 from hub.db.migrate import upgrade
-from tests.conftest import HubFactory, RunningHub, behind_atrium_proxy, missing_part
+from tests.conftest import HubFactory, RunningHub, behind_atrium_proxy, running_postgres
 from tests.pg import PostgresServer
 from tests.waits import eventually
 
@@ -62,17 +60,8 @@ async def test_ready_follows_the_proxy(
 @pytest.fixture
 def own_postgres() -> Iterator[PostgresServer]:
     """A PostgreSQL server for this test alone: it is stopped and started under the hub."""
-    root = Path(tempfile.mkdtemp(prefix="atrium-pg-health-"))
-    server = PostgresServer(root)
-    try:
-        server.start()
-    except FileNotFoundError as e:
-        missing_part(f"PostgreSQL ({e})")
-    try:
+    with running_postgres("atrium-pg-health-", fast_stop=True) as server:
         yield server
-    finally:
-        server.stop(fast=True)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

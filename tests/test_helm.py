@@ -136,6 +136,12 @@ BAD_VALUES = [
     ({"singleuser": {"profileList": [{"display_name": "GPU", "slug": "Big GPU!"}]}}, "slug"),
     ({"singleuser": {"profileList": [{"display_name": "GPU", "slug": "gpu", "x": 1}]}}, "x"),
     ({"hub": {"config": {"Hub; import os": {"title": "x"}}}}, "Hub; import os"),
+    ({"singleuser": {"storage": {"perServer": "yes"}}}, "perServer"),
+    ({"singleuser": {"storage": {"deleteWithUser": 1}}}, "deleteWithUser"),
+    ({"singleuser": {"perPodService": "on"}}, "perPodService"),
+    ({"cull": {"groupTimeouts": {"tas": 0}}}, "groupTimeouts"),
+    ({"cull": {"groupTimeouts": {"tas": "long"}}}, "groupTimeouts"),
+    ({"cull": {"kernelTimeout": -1}}, "kernelTimeout"),
 ]
 
 

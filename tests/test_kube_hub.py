@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from spawners.kubernetes import client, informer
-from tests.conftest import HubFactory, expect_error
+from tests.conftest import HubFactory, RunningHub, expect_error
 from tests.kube import FakeKube, start_fake_kube
 from tests.kube.kubelet import PORT_ANNOTATION
 from tests.test_kube_pods import SERVER
@@ -39,6 +39,14 @@ async def kube(tmp_path: Path) -> AsyncIterator[FakeKube]:
             await client.close_all()
 
 
+async def start(hub: RunningHub, path: str, options: dict[str, Any] | None = None) -> None:
+    """Start the server at `path` (e.g. /users/alice/server) and follow it until it is up."""
+    r = await hub.api("POST", path, options)
+    assert r.status in (201, 202), r.body
+    progress = await hub.api("GET", f"{path}/progress")
+    assert b'"ready": true' in progress.body or b'"ready":true' in progress.body, progress.body
+
+
 def node_config(kube: FakeKube) -> str:
     """The hub's spawner on the fake API server and its simulated node, running SERVER."""
     return (
@@ -55,10 +63,7 @@ async def test_a_users_server_runs_in_a_pod_and_runs_a_kernel(
     config = node_config(kube) + "c.KubeSpawner.image = 'atrium/singleuser:1'\n"
     hub = await hub_factory(config=config)
     await hub.add_user("alice")
-    r = await hub.api("POST", "/users/alice/server")
-    assert r.status in (201, 202), r.body
-    progress = await hub.api("GET", "/users/alice/server/progress")
-    assert b'"ready": true' in progress.body or b'"ready":true' in progress.body
+    await start(hub, "/users/alice/server")
     pods = kube.server.store.items("pods", kube.namespace)
     assert [p["metadata"]["name"] for p in pods] == ["atrium-alice"]
     port = pods[0]["metadata"]["annotations"][PORT_ANNOTATION]
@@ -107,9 +112,7 @@ async def test_a_profile_chosen_through_the_api_is_checked(
     assert (await hub.api("GET", "/users/alice")).json()["pending"] is None
     # in the group the profile is for, alice may choose it
     assert (await hub.api("POST", "/groups/ml", {"users": ["alice"]})).status == 201
-    r = await hub.api("POST", "/users/alice/server", {"profile": "gpu"})
-    assert r.status in (201, 202), r.body
-    await hub.api("GET", "/users/alice/server/progress")
+    await start(hub, "/users/alice/server", {"profile": "gpu"})
     assert [p["metadata"]["name"] for p in kube.server.store.items("pods", kube.namespace)]
 
 
@@ -119,9 +122,7 @@ async def test_the_users_volume_goes_with_the_user_when_configured(
     config = node_config(kube) + "c.KubeSpawner.delete_pvc_with_user = True\n"
     hub = await hub_factory(config=config)
     await hub.add_user("alice")
-    r = await hub.api("POST", "/users/alice/server")
-    assert r.status in (201, 202), r.body
-    await hub.api("GET", "/users/alice/server/progress")
+    await start(hub, "/users/alice/server")
     claims = kube.server.store.items("persistentvolumeclaims", kube.namespace)
     assert len(claims) == 1
     # deleting the user stops the server, then deletes the volume
@@ -145,9 +146,7 @@ async def test_named_servers_own_volumes_go_with_them(
     hub = await hub_factory(config=config, allow_named_servers=True)
     await hub.add_user("alice")
     for path in ("/users/alice/server", "/users/alice/servers/proj"):
-        r = await hub.api("POST", path)
-        assert r.status in (201, 202), r.body
-        await hub.api("GET", f"{path}/progress")
+        await start(hub, path)
     assert claim_names(kube) == ["claim-alice", "claim-alice---proj"]
     # stopped, the named server keeps its volume; removed, it goes with it
     r = await hub.api("DELETE", "/users/alice/servers/proj")
@@ -157,16 +156,13 @@ async def test_named_servers_own_volumes_go_with_them(
     assert r.status == 204, r.body
     assert claim_names(kube) == ["claim-alice"]
     # a named server removed while running: stopped, then its volume deleted
-    r = await hub.api("POST", "/users/alice/servers/lab2")
-    assert r.status in (201, 202), r.body
-    await hub.api("GET", "/users/alice/servers/lab2/progress")
+    await start(hub, "/users/alice/servers/lab2")
     assert claim_names(kube) == ["claim-alice", "claim-alice---lab2"]
     r = await hub.api("DELETE", "/users/alice/servers/lab2", {"remove": True})
     assert r.status == 204, r.body
     assert claim_names(kube) == ["claim-alice"]
     # every volume left goes with the user, the running server's too
-    r = await hub.api("POST", "/users/alice/servers/lab3")
-    await hub.api("GET", "/users/alice/servers/lab3/progress")
+    await start(hub, "/users/alice/servers/lab3")
     assert claim_names(kube) == ["claim-alice", "claim-alice---lab3"]
     assert (await hub.api("DELETE", "/users/alice")).status == 204
     assert claim_names(kube) == []
@@ -180,15 +176,12 @@ async def test_a_shared_volume_stays_until_the_user_goes(
     hub = await hub_factory(config=config, allow_named_servers=True)
     for user in ("alice", "bob"):
         await hub.add_user(user)
-    r = await hub.api("POST", "/users/alice/servers/proj")
-    assert r.status in (201, 202), r.body
-    await hub.api("GET", "/users/alice/servers/proj/progress")
+    await start(hub, "/users/alice/servers/proj")
     assert claim_names(kube) == ["claim-alice"]
     r = await hub.api("DELETE", "/users/alice/servers/proj", {"remove": True})
     assert r.status == 204, r.body
     assert claim_names(kube) == ["claim-alice"]  # the user's, shared: kept
-    r = await hub.api("POST", "/users/bob/server")
-    await hub.api("GET", "/users/bob/server/progress")
+    await start(hub, "/users/bob/server")
     assert claim_names(kube) == ["claim-alice", "claim-bob"]
     # the user's deletion removes it (the default server never ran)
     assert (await hub.api("DELETE", "/users/alice")).status == 204

@@ -388,8 +388,9 @@ class KubeSpawner(KubeSettings):
             pods.remove_waiter(name, changed)
             events.remove_waiter(name, changed)
 
-    # the pod's events shown so far in this start's progress (by event uid)
-    _events_seen: set[str] = set()
+    # the pod's events shown so far in this start's progress (by event uid), set anew by
+    # each start's _wait_ready (no shared default: a class-level set would be shared)
+    _events_seen: set[str]
     _progress = 20
 
     def _report_events(self, events: Informer, name: str) -> None:
