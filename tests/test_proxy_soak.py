@@ -2,8 +2,10 @@
 
 - 1 GiB streamed down and 1 GiB up through `atrium proxy`: every byte arrives
   and the proxy's resident memory stays flat (back-pressure both ways).
-- 2,000 connections opened and closed, some of them websockets: the proxy's
-  open fds come back to where they started.
+- 2,000 connections opened and closed, some before a word and some before
+  the answer: no client connection stays open in the proxy, at most
+  MAX_IDLE_PER_TARGET idle connections to the backend stay pooled, and no
+  other fd is left behind.
 
 The backend is a bare asyncio server that writes and reads with drain(), so
 the only buffering in the path is the proxy's.
@@ -13,8 +15,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import pytest
 
 from hub.proxy.server.forward import MAX_IDLE_PER_TARGET
@@ -35,8 +39,24 @@ def rss(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
-def open_fds(pid: int) -> int:
-    return len(list(Path(f"/proc/{pid}/fd").iterdir()))
+@dataclass(frozen=True)
+class Fds:
+    """A process's open fds: plain (not TCP connections), client connections to
+    `port`, and connections to the backend on `backend`."""
+
+    plain: int
+    clients: int
+    upstreams: int
+
+
+def open_fds(pid: int, port: int, backend: int) -> Fds:
+    process = psutil.Process(pid)
+    tcp = [c for c in process.net_connections(kind="tcp") if c.status != psutil.CONN_LISTEN]
+    return Fds(
+        plain=process.num_fds() - len(tcp),
+        clients=sum(1 for c in tcp if c.laddr.port == port),
+        upstreams=sum(1 for c in tcp if c.raddr and c.raddr.port == backend),
+    )
 
 
 async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -154,7 +174,8 @@ async def test_fds_come_back_after_many_connections(
 ) -> None:
     proxy = await ProxyProc(f"--default-target=http://127.0.0.1:{backend}").start()
     proxies.append(proxy)
-    before = open_fds(proxy.pid)
+    before = open_fds(proxy.pid, proxy.port, backend)
+    assert before.clients == before.upstreams == 0
 
     async def one(i: int) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
@@ -171,10 +192,13 @@ async def test_fds_come_back_after_many_connections(
 
     async def back_to_baseline() -> bool:
         # every client connection is gone; idle keep-alive connections to the backend
-        # stay pooled, at most MAX_IDLE_PER_TARGET of them
-        return open_fds(proxy.pid) <= before + MAX_IDLE_PER_TARGET
+        # stay pooled, at most MAX_IDLE_PER_TARGET of them; nothing else is left open
+        now = open_fds(proxy.pid, proxy.port, backend)
+        return (
+            now.clients == 0 and now.upstreams <= MAX_IDLE_PER_TARGET and now.plain == before.plain
+        )
 
     try:
-        await eventually(back_to_baseline, timeout=20)
+        await eventually(back_to_baseline, timeout=30)
     finally:
-        print("fds before", before, "after", open_fds(proxy.pid))
+        print("fds before", before, "after", open_fds(proxy.pid, proxy.port, backend))

@@ -155,20 +155,27 @@ class ProxyServer:
 
         Idle keep-alive connections are closed; one accepted a moment ago gets
         NEW_CONNECTION_GRACE seconds for its first request before it counts as idle.
+        Its silence is judged at the previous pass, not now: bytes that came before
+        that pass have been read since, whatever the order in which the event loop
+        runs timers and I/O after a stall (uvloop runs timers first).
         """
         deadline = time.monotonic() + within
+        polled: float | None = None  # when the previous pass ran
         while time.monotonic() < deadline:
             now = time.monotonic()
             busy = False
             for conn in list(self.clients):
                 if conn.queue or conn.piped or conn.parsing is not None:
                     busy = busy or not conn.piped
-                elif conn.exchanges or now - conn.accepted_at > NEW_CONNECTION_GRACE:
+                elif conn.exchanges or (
+                    polled is not None and polled - conn.accepted_at > NEW_CONNECTION_GRACE
+                ):
                     conn.close()
                 else:
                     busy = True  # new: its request may be on the way
             if not busy:
                 break
+            polled = now
             await asyncio.sleep(0.05)
 
     async def stop(self) -> None:

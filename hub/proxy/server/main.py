@@ -297,7 +297,7 @@ async def serve(
         redirect.close()
     stopping = [proxy.drain()]
     if pool is not None:
-        stopping.append(pool.stop(args.drain_timeout + 5))
+        stopping.append(pool.stop(args.drain_timeout))
     await asyncio.gather(*stopping)
     if hub_feed is not None:
         await hub_feed.stop()

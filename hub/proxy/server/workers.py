@@ -46,6 +46,7 @@ LINE_LIMIT = 256 * 1024 * 1024  # a snapshot of a large table is one line
 RESTART_DELAY = 0.5  # before starting a worker that exited again (doubling on failure)
 MAX_RESTART_DELAY = 30.0
 START_TIMEOUT = 30.0  # for a new worker to have its table and listen
+EXIT_MARGIN = 5.0  # beyond its drain, for a retiring worker to report and exit
 WORKER_FD_FLAG = "--worker-fd"
 LISTEN_FD_FLAG = "--listen-fd"
 
@@ -216,16 +217,17 @@ class WorkerPool:
         with contextlib.suppress(ProcessLookupError):
             worker.process.send_signal(sig)
 
-    async def _retire(self, worker: Worker, grace: float) -> None:
+    async def _retire(self, worker: Worker, drain: float) -> None:
+        """SIGTERM: the worker drains for up to `drain` seconds and exits (or is killed)."""
         worker.retired = True
         self._signal(worker, signal.SIGTERM)
         try:
-            await asyncio.wait_for(worker.process.wait(), grace)
+            await asyncio.wait_for(worker.process.wait(), drain + EXIT_MARGIN)
         except TimeoutError:
             self._signal(worker, signal.SIGKILL)
             await worker.process.wait()
 
-    async def reload(self, grace: float) -> None:
+    async def reload(self, drain: float) -> None:
         """Replace every worker, one at a time: the new one serves, then the old drains."""
         for worker in list(self.workers.values()):
             try:
@@ -233,12 +235,12 @@ class WorkerPool:
             except (WorkerStartFailed, OSError) as e:
                 log.error("Reload stopped: %s (the running workers are kept)", e)
                 return
-            await self._retire(worker, grace)
+            await self._retire(worker, drain)
         log.info("Proxy workers reloaded")
 
-    async def stop(self, grace: float) -> None:
+    async def stop(self, drain: float) -> None:
         self.stopping = True
-        await asyncio.gather(*(self._retire(w, grace) for w in list(self.workers.values())))
+        await asyncio.gather(*(self._retire(w, drain) for w in list(self.workers.values())))
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
