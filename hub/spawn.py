@@ -123,6 +123,7 @@ CANCELLED = "The start was cancelled"
 # failures recorded for servers a restarted hub found (see `Orchestrator.adopt`)
 STOPPED_WHILE_DOWN = "The server stopped while the hub was down"
 INTERRUPTED = "The hub restarted while the server was starting; please start it again"
+POLL_FAILED = "The hub could not check whether the server is still running; retry in a few seconds"
 # servers adopted at once at start-up (each is a poll, or a stop)
 ADOPT_CONCURRENCY = 20
 
@@ -307,17 +308,18 @@ class Orchestrator:
                     retry_after=60,
                 )
 
-    async def _poll(self, ref: ServerRef) -> int | None:
-        try:
-            return await self._spawner_for(ref).poll()
-        except Exception:
-            log.warning("Polling %s failed", ref.log_name, exc_info=True)
-            return 0
-
     async def _notice_exit(self, ref: ServerRef) -> None:
         """A server recorded as running whose process has exited is marked stopped, so
-        that it can be started again (JupyterHub polls before answering 'already running')."""
-        status = await self._poll(ref)
+        that it can be started again (JupyterHub polls before answering 'already running').
+
+        A poll that fails says nothing about the server: taken for an exit, the server
+        would be started a second time and the first left running unknown to the hub. It
+        stays recorded as running, and the start is refused until a poll answers."""
+        try:
+            status = await self._spawner_for(ref).poll()
+        except Exception as e:
+            log.warning("Polling %s failed: %s", ref.log_name, bounded(str(e), 200))
+            raise ServiceUnavailable(POLL_FAILED) from None
         if status is None:
             return
         log.warning("Server %s exited unexpectedly with status %s", ref.log_name, status)

@@ -9,10 +9,13 @@ traffic only once it has the whole table. Every second a worker sends back
 the routes its traffic touched (`last_activity`) and its metric counts, so the
 routes API and /metrics speak for all processes.
 
-Each worker slot has its own listening socket, which the primary creates and
+Each worker slot has its own socket on the port, which the primary creates and
 holds and the slot's workers inherit: a worker that exits or is replaced
 leaves the socket, and the connections waiting in its accept queue, to the
-next one (closing a SO_REUSEPORT socket would reset those). A worker that
+next one (closing a SO_REUSEPORT socket would reset those). The primary only
+binds it; the slot's first worker starts it listening once it has its table,
+so no connection waits in the queue of a slot whose worker is still starting
+(as after a proxy restart, with the primary already serving). A worker that
 exits is started again in its slot; a worker whose primary is gone drains and
 exits. SIGHUP to the primary replaces the workers one at a time, each new one
 accepting before the old one drains, so a reload drops no connection.
@@ -47,12 +50,16 @@ RESTART_DELAY = 0.5  # before starting a worker that exited again (doubling on f
 MAX_RESTART_DELAY = 30.0
 START_TIMEOUT = 30.0  # for a new worker to have its table and listen
 EXIT_MARGIN = 5.0  # beyond its drain, for a retiring worker to report and exit
+# the proxy alone (`hub.proxy.__main__`): `-m hub.app proxy` would import the whole hub
+# first, seconds of start-up on a busy machine for each worker
+WORKER_CMD = (sys.executable, "-m", "hub.proxy")
 WORKER_FD_FLAG = "--worker-fd"
 LISTEN_FD_FLAG = "--listen-fd"
 
 
-def _listening_like(sock: Any) -> socket.socket:
-    """A new listening socket on the same address as `sock`, beside it (SO_REUSEPORT)."""
+def _bound_like(sock: Any) -> socket.socket:
+    """A new socket bound to the same address as `sock`, beside it (SO_REUSEPORT); not
+    listening: the kernel gives it connections once a worker listens on it."""
     new = socket.socket(sock.family, socket.SOCK_STREAM)
     try:
         new.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -60,7 +67,6 @@ def _listening_like(sock: Any) -> socket.socket:
         if sock.family == socket.AF_INET6:
             new.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         new.bind(sock.getsockname())
-        new.listen(1024)
     except OSError:
         new.close()
         raise
@@ -97,9 +103,10 @@ class WorkerPool:
         self.metrics = metrics
         self.argv = argv  # the primary's own flags, minus --workers
         self.count = count
-        # each slot's listening sockets (SO_REUSEPORT, bound like the primary's `like`):
-        # held here, so a slot's accept queue outlives the workers that take turns on it
-        self.slots = [[_listening_like(s) for s in like] for _ in range(count)]
+        # each slot's sockets (SO_REUSEPORT, bound like the primary's `like`; its first
+        # worker makes them listen): held here, so a slot's accept queue outlives the
+        # workers that take turns on it
+        self.slots = [[_bound_like(s) for s in like] for _ in range(count)]
         self.workers: dict[int, Worker] = {}
         self.stopping = False
         self._serial = 0
@@ -136,10 +143,7 @@ class WorkerPool:
         listening = [s.fileno() for s in self.slots[slot]]
         try:
             process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "hub.app",
-                "proxy",
+                *WORKER_CMD,
                 *self.argv,
                 WORKER_FD_FLAG,
                 str(theirs.fileno()),
