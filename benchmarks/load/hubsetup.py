@@ -62,6 +62,9 @@ c.Hub.hub_port = {hub_port}
 c.Hub.proxy_api_url = "http://127.0.0.1:{proxy_api_port}"
 c.Hub.proxy_stop_on_exit = True
 c.Hub.cleanup_servers = True
+# the proxy's start takes 5-10 s on a busy 2-core machine, its default limit is 10 s;
+# configurable-http-proxy is given 60 s (hubs.READY_TIMEOUT)
+c.Hub.proxy_start_timeout = 60
 c.Hub.authenticator_class = "dummy"
 c.DummyAuthenticator.password = os.environ["ATRIUM_LOAD_PASSWORD"]
 c.Hub.services = [{{"name": "bench", "api_token": os.environ["ATRIUM_LOAD_TOKEN"]}}]
