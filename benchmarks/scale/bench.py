@@ -55,6 +55,7 @@ sys.path.insert(0, str(BENCHMARKS))
 import hubs  # noqa: E402
 import runinfo  # noqa: E402
 import scalehubs  # noqa: E402
+import startprofile  # noqa: E402
 from api_bench import _git_state, _ignoring, _on_term, phase  # noqa: E402
 from httpclient import Client, median  # noqa: E402
 from hubs import BenchError, ProcessGroup  # noqa: E402
@@ -404,6 +405,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--only", choices=("atrium", "jupyterhub"), help="measure one hub only")
     p.add_argument("--timeout", type=int, default=1500, help="stop everything after this many s")
     p.add_argument("--output", type=Path, default=RESULTS, help="where the JSON results go")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="afterwards, one more Atrium start under py-spy: where its start-up goes",
+    )
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, DBs)")
     args = p.parse_args(argv)
     if args.runs < 1 or args.users < 1 or not 0 <= args.running <= args.users:
@@ -416,6 +422,7 @@ def run(
 ) -> dict[str, Any]:
     done = phase("Checking the scratch installs (JupyterHub 6, configurable-http-proxy)")
     jupyterhub, chp = hubs.ensure_jupyterhub(), hubs.ensure_chp()
+    py_spy = hubs.ensure_py_spy() if args.profile else None
     done()
     names = [f"user{i:05d}" for i in range(args.users)]
     done = phase(f"Starting {args.running:,} servers ({PORTS_PER_PROCESS} ports per process)")
@@ -461,6 +468,23 @@ def run(
             )
         runs.append(this)
 
+    profile = None
+    atrium_setup = next((s for s in setups if s.name == "atrium"), None)
+    if py_spy is not None and atrium_setup is not None:
+        done = phase("Profiling one more Atrium start with py-spy (not timed)")
+        server_hits(servers, reset=True)
+
+        def wait(proc: Any, log: Path, t0: float) -> dict[str, Any]:
+            return wait_started(atrium_setup, proc, log, expected, t0, args.start_bound)
+
+        folded = args.output.parent / "scale-profile-atrium.folded"
+        profile = startprofile.profile_start(atrium_setup, procs, py_spy, folded, wait)
+        proxy_pid = scalehubs.read_pid(atrium_setup.proxy_pid_file)
+        if proxy_pid is not None:
+            strays.note([proxy_pid, *proctree.descendants(proxy_pid)])
+        strays.end()
+        done()
+
     versions = {
         "atrium": hubs.tool_version([str(Path(sys.executable).parent / "atrium"), "--version"]),
         "jupyterhub": hubs.tool_version([str(jupyterhub), "--version"]),
@@ -488,6 +512,7 @@ def run(
         "seed": {s.name: {"seconds": s.seed_seconds, **s.seed_counts} for s in setups},
         "summary": summarize(runs, [s.name for s in setups]),
         "runs": runs,
+        "profile": profile,
     }
 
 
@@ -528,6 +553,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{m['cpu_count']} CPUs ({m['cpu_model']}), Python {m['python']}"
     )
     print(table(results["summary"]))
+    if results.get("profile"):
+        print()
+        print(startprofile.report(results["profile"]))
     print(f"\nResults: {args.output}  (whole run {results['wall_seconds']:.0f}s)")
     return 0
 
