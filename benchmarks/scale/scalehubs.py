@@ -81,24 +81,38 @@ c.JupyterHub.spawner_class = "jupyterhub_spawner.ScaleSpawner"
 
 @dataclass
 class HubSetup:
-    """One hub's configuration, seeded database and ports; started once per run."""
+    """One hub's configuration, seeded database and ports; started once per run, on
+    ports chosen afresh each time (a port free at the start of the benchmark may be
+    another program's by the next run)."""
 
     name: str  # "atrium" | "jupyterhub"
     label: str
     workdir: Path
     cmd: list[str]  # without the database argument
     env: dict[str, str]
-    hub_port: int
-    api_port: int  # the proxy's routes API
+    config: Path
+    config_template: str  # with {public_port}, {hub_port} and {api_port} to fill in
     proxy_token: str
     token: str  # an admin token for the hub's REST API
     proxy_pid_file: Path
     template_db: Path
+    hub_port: int = 0
+    api_port: int = 0  # the proxy's routes API
     seed_seconds: float = 0.0
     seed_counts: dict[str, int] = field(default_factory=dict)
 
     def db_for_run(self, run: int) -> Path:
         return self.workdir / f"run{run}.sqlite"
+
+    def configure(self) -> None:
+        """Write the config with free ports (the hub's, its proxy's public and API ports)."""
+        self.hub_port, self.api_port = hubs.free_port(), hubs.free_port()
+        ports = {"public_port": hubs.free_port(), "hub_port": self.hub_port}
+        ports["api_port"] = self.api_port
+        text = self.config_template
+        for name, port in ports.items():
+            text = text.replace(f"{{{name}}}", str(port))
+        self.config.write_text(text)
 
     def command(self, db: Path) -> list[str]:
         if self.name == "atrium":
@@ -117,19 +131,19 @@ def _env(proxy_token: str, source: Path | None = None) -> dict[str, str]:
     return env
 
 
+def _template(text: str, **fixed: object) -> str:
+    """`text` with `fixed` filled in and the ports left as {placeholders}."""
+    ports = {k: f"{{{k}}}" for k in ("public_port", "hub_port", "api_port")}
+    return text.format(**fixed, **ports)
+
+
 def atrium_setup(workdir: Path, source: Path | None = None) -> HubSetup:
     """Atrium from the working tree, or from `source` (`admin/hubsetup.export_atrium`)."""
     atrium = Path(sys.executable).parent / "atrium"
     if not atrium.exists():
         raise BenchError(f"{atrium} not found: run this with Atrium's virtualenv python")
     workdir.mkdir(parents=True)
-    hub_port, api_port, public_port = hubs.free_port(), hubs.free_port(), hubs.free_port()
     config = workdir / "atrium_config.py"
-    config.write_text(
-        ATRIUM_CONFIG.format(
-            public_port=public_port, hub_port=hub_port, api_port=api_port, workdir=workdir
-        )
-    )
     proxy_token = secrets.token_hex(32)
     return HubSetup(
         name="atrium",
@@ -137,8 +151,8 @@ def atrium_setup(workdir: Path, source: Path | None = None) -> HubSetup:
         workdir=workdir,
         cmd=[str(atrium), f"--config={config}"],
         env=_env(proxy_token, source),
-        hub_port=hub_port,
-        api_port=api_port,
+        config=config,
+        config_template=_template(ATRIUM_CONFIG, workdir=workdir),
         proxy_token=proxy_token,
         token=secrets.token_hex(32),
         proxy_pid_file=workdir / "atrium_proxy.pid",
@@ -148,19 +162,8 @@ def atrium_setup(workdir: Path, source: Path | None = None) -> HubSetup:
 
 def jupyterhub_setup(workdir: Path, jupyterhub: Path, chp: Path) -> HubSetup:
     workdir.mkdir(parents=True)
-    hub_port, api_port, public_port = hubs.free_port(), hubs.free_port(), hubs.free_port()
     token = secrets.token_hex(32)
     config = workdir / "jupyterhub_config.py"
-    config.write_text(
-        JUPYTERHUB_CONFIG.format(
-            public_port=public_port,
-            hub_port=hub_port,
-            api_port=api_port,
-            workdir=workdir,
-            chp=chp,
-            token=token,
-        )
-    )
     proxy_token = secrets.token_hex(32)
     return HubSetup(
         name="jupyterhub",
@@ -168,8 +171,8 @@ def jupyterhub_setup(workdir: Path, jupyterhub: Path, chp: Path) -> HubSetup:
         workdir=workdir,
         cmd=[str(jupyterhub), "-f", str(config)],
         env=_env(proxy_token),
-        hub_port=hub_port,
-        api_port=api_port,
+        config=config,
+        config_template=_template(JUPYTERHUB_CONFIG, workdir=workdir, chp=chp, token=token),
         proxy_token=proxy_token,
         token=token,
         proxy_pid_file=workdir / "jupyterhub-proxy.pid",
@@ -218,6 +221,7 @@ def start(setup: HubSetup, procs: ProcessGroup, run: int) -> tuple[subprocess.Po
     """Launch the hub on a fresh copy of its seeded database; its process and log."""
     db = setup.db_for_run(run)
     fresh_copy(setup.template_db, db)
+    setup.configure()
     setup.proxy_pid_file.unlink(missing_ok=True)
     log = setup.workdir / f"run{run}.log"
     proc = procs.start(setup.name, setup.command(db), cwd=setup.workdir, env=setup.env, log=log)

@@ -116,6 +116,7 @@ def profile_start(
     is the timed runs' wait for a complete start. The summary, with that start's times."""
     db = setup.db_for_run(99)
     scalehubs.fresh_copy(setup.template_db, db)
+    setup.configure()
     setup.proxy_pid_file.unlink(missing_ok=True)
     log = setup.workdir / "profile.log"
     cmd = [
