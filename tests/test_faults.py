@@ -11,8 +11,8 @@
   stop() raising (tests/test_api_servers.py::test_failed_stop_leaves_server_running).
   Here: poll() raising.
 - The hub SIGKILLed while a server is starting: no process of that server outlives it
-  unknown to the next hub (checked in the process table, not only by recorded PIDs).
-
+  unknown to the next hub, checked in the process table, not only by recorded PIDs
+  (tests/test_adopt.py checks the recorded PIDs, with other servers around).
 - The proxy killed with its workers: the hub brings it back with every route; and a
   worker slot takes no connection before its worker listens. How long the restore
   takes, beside JupyterHub's, is measured by benchmarks/faults/proxy_restore.py.
@@ -365,7 +365,7 @@ async def test_a_poll_that_raises_leaves_nothing_stuck_and_no_stray_process(
         assert int(server["state"]["pid"]) == old_pid
         assert pid_alive(old_pid)
         assert started_pids[-1] == old_pid
-        assert "Polling ann" in hub_logs.text()
+        assert "Polling ann" in hub_logs.text()  # the spawner's error, for operators
         assert "Traceback" not in r.body.decode()
         # the poll answers again: the server is running, and stops and starts as usual
         expect_error(await hub.api("POST", "/users/ann/server"), 400, "running")
@@ -497,11 +497,14 @@ async def test_a_proxy_killed_with_its_workers_comes_back_with_every_route(
                 return False
         return True
 
-    async def workers_of(pid: int) -> set[int]:
+    def workers_of(pid: int) -> set[int]:
         return session_of(pid) - {pid}
 
+    async def has_workers(pid: int) -> bool:
+        return bool(workers_of(pid))
+
     assert await routes_answer()
-    await eventually(lambda: _nonempty(workers_of(old)))
+    await eventually(lambda: has_workers(old))
     victims = session_of(old)
     assert len(victims) == 2  # the primary and its worker
     for pid in victims:
@@ -521,22 +524,18 @@ async def test_a_proxy_killed_with_its_workers_comes_back_with_every_route(
 
     await eventually(back, timeout=60)
     new = int(pid_file.read_text())
-    await eventually(lambda: _nonempty(workers_of(new)), timeout=60)
+    await eventually(lambda: has_workers(new), timeout=60)
     # each of many fresh connections (spread by the kernel over the primary and the
     # worker) reaches its server
     for _ in range(10):
         assert await routes_answer()
     # the workers run the proxy alone, not the whole hub's entry point
-    for worker in await workers_of(new):
+    for worker in workers_of(new):
         command = cmdline(worker)
         assert "hub.proxy" in command, command
         assert "hub.app" not in command, command
     routes = (await hub.api("GET", "/proxy")).json()
     assert {f"/user/{name}" for name in names} <= set(routes)
-
-
-async def _nonempty(workers: Any) -> bool:
-    return bool(await workers)
 
 
 def test_a_worker_slot_takes_no_connection_before_its_worker_listens() -> None:
