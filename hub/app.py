@@ -32,8 +32,10 @@ from hub.culler import Culler, CullerTask
 from hub.db import migrate
 from hub.db.engine import Database
 from hub.errors import ConfigError
+from hub.proxy.client import normalize_prefix
 from hub.proxy.supervisor import connect_host, proxy_from_settings
 from hub.rbac.roles import RoleTable
+from hub.services import ServiceSupervisor, parse_services, sync_services
 from hub.spawn import Orchestrator, SpawnLimits, SpawnTimeouts, spawner_factory
 from hub.state import HubState
 from hub.subcommands import GenerateConfig, UpgradeDB
@@ -73,6 +75,7 @@ class AtriumApp(HubCommand):
         auth.throttle = s.throttle_rules()
         # checked before the database is opened: a bad spawner setting stops the hub here
         factory = spawner_factory(s.spawner_class, self.config)
+        services = parse_services(s.services)
         db = Database(s.db_url, pool_size=s.db_pool_size)
         try:
             migrate.check_current(db.engine)
@@ -91,6 +94,7 @@ class AtriumApp(HubCommand):
                         "No admin yet, and no c.Authenticator.admin_users: nobody can use "
                         "the admin panel until one is named there"
                     )
+                service_tokens = sync_services(session, services, s.base_url)
                 bootstrap.sync_roles(session, s.load_roles)
         except BaseException:
             db.close()
@@ -123,6 +127,13 @@ class AtriumApp(HubCommand):
             proxy=proxy,
             auth=auth,
         )
+        state.services = {spec.name: spec for spec in services}
+        if any(spec.managed for spec in services):
+            state.service_supervisor = ServiceSupervisor(services, service_tokens, s.base_url)
+        if proxy is not None:
+            proxy.service_routes = {
+                normalize_prefix(spec.prefix(s.base_url)): spec.url for spec in services if spec.url
+            }
         policy = culling.policy()
         if policy is not None:
             state.culler = CullerTask(state, policy)
@@ -177,9 +188,7 @@ class AtriumApp(HubCommand):
         url = f"http://{connect_host(s.ip)}:{port}{s.base_url}hub/"
         log.info("Atrium %s is running at %s", hub.__version__, url)
         log.info("Ways to log in: %s", ", ".join(a.label for a in state.auth.authenticators))
-        state.loop_monitor.start()
-        if state.culler is not None:
-            state.culler.start()
+        start_background(state)
         print_welcome(url, admin)
         # authenticators get ready in the background (an OIDC provider's discovery
         # document): a provider that is slow or down must not hold the hub's start
@@ -199,6 +208,16 @@ def hub_connect_url(s: Any, port: int) -> str:
         return str(s.hub_connect_url)
     ip = s.ip if s.proxy == "none" else s.hub_ip
     return f"http://{connect_host(ip)}:{port}"
+
+
+def start_background(state: HubState) -> None:
+    """Once the hub listens (and the proxy routes to it): the event-loop monitor, the
+    culler, the managed services."""
+    state.loop_monitor.start()
+    if state.culler is not None:
+        state.culler.start()
+    if state.service_supervisor is not None:
+        state.service_supervisor.start(state.orchestrator.hub_url)
 
 
 async def start_authenticators(state: HubState) -> None:
@@ -221,6 +240,8 @@ async def shut_down(server: Any, state: HubState, stop_servers: bool) -> None:
     await state.loop_monitor.stop()
     if state.culler is not None:
         await state.culler.stop()
+    if state.service_supervisor is not None:
+        await state.service_supervisor.stop()
     if stop_servers:
         await state.orchestrator.stop_all()
     await state.orchestrator.shutdown()

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from hub.db.models import Group, Role, User
+from hub.db.models import Group, Role, Service, User
 from hub.errors import ConfigError
 from hub.names import validate_username
 from hub.ops import audit
@@ -51,6 +51,18 @@ def sync_roles(session: Session, extra: Iterable[Mapping[str, Any]]) -> None:
             session.delete(role)
     session.flush()
     roles = {r.name: r for r in session.scalars(select(Role))}
+    # services come from the config alone: their roles are exactly those naming them
+    services = {s.name: s for s in session.scalars(select(Service))}
+    service_roles: dict[str, list[Role]] = {name: [] for name in services}
+    for spec in extra:
+        for servicename in spec.get("services", []) or []:
+            if servicename not in services:
+                raise ConfigError(
+                    f"load_roles: role {spec['name']!r} names unknown service {servicename!r}"
+                )
+            service_roles[servicename].append(roles[str(spec["name"])])
+    for name, service in services.items():
+        service.roles = service_roles[name]
     for spec in extra:
         role = roles[str(spec["name"])]
         for username in spec.get("users", []) or []:

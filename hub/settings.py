@@ -279,6 +279,15 @@ class Hub(Configurable):
         help="Extra roles: [{'name': ..., 'description': ..., 'scopes': [...]}] using "
         "JupyterHub's scope names.",
     ).tag(config=True)
+    services = List(
+        Dict(),
+        help="Services (JupyterHub's shape): [{'name': ..., 'url': ..., 'command': [...], "
+        "'api_token': ..., 'environment': {...}, 'cwd': ..., 'oauth_no_confirm': ..., "
+        "'oauth_client_allowed_scopes': [...], 'oauth_redirect_uri': ..., 'info': {...}, "
+        "'display': ...}]. With a command the hub runs it and restarts it if it exits; with "
+        "a url it is proxied at /services/<name>/ and people log in to it through the hub. "
+        "Give a service roles with load_roles' 'services' key.",
+    ).tag(config=True)
     api_page_default_limit = Integer(
         200, help="Page size of paginated API lists when the client gives no limit."
     ).tag(config=True)

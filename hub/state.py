@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from hub.culler import CullerTask
     from hub.metrics import LoopMonitor
     from hub.proxy.supervisor import ProxyLink
+    from hub.services import ServiceSpec, ServiceSupervisor
 
 
 @dataclass
@@ -44,6 +45,9 @@ class HubState:
     auth: AuthSet = field(default_factory=lambda: _default_auth())
     # idle culling (c.Culler); None when off. Started once the hub listens.
     culler: CullerTask | None = None
+    # c.Hub.services, and the process of each managed one (started once the hub listens)
+    services: dict[str, ServiceSpec] = field(default_factory=dict)
+    service_supervisor: ServiceSupervisor | None = None
     # the event loop's lag, for the metrics; started once the hub listens
     loop_monitor: LoopMonitor = field(default_factory=lambda: _loop_monitor())
 

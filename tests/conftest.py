@@ -23,7 +23,7 @@ import orjson
 import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
-from hub.app import AtriumApp, shut_down
+from hub.app import AtriumApp, shut_down, start_background
 from hub.db.engine import Database
 from hub.db.migrate import upgrade
 from hub.ops import tokens as token_ops
@@ -269,9 +269,7 @@ class HubFactory:
         state.orchestrator.hub_url = f"http://127.0.0.1:{port}"
         if state.proxy is not None:  # c.Hub.proxy set: start or adopt it, routes to this hub
             await state.proxy.start(f"http://127.0.0.1:{port}")
-        state.loop_monitor.start()
-        if state.culler is not None:  # c.Culler.enabled
-            state.culler.start()
+        start_background(state)  # the loop monitor, c.Culler, managed services
         # the first admin is a native account; hubs without native logins get one here
         # so that every test has an admin token
         await state.db.run(_ensure_test_admin)

@@ -121,9 +121,12 @@ class Visitor:
             page = await self.fetch(page.location)
         raise AssertionError(f"more than {limit} redirects from {url}")
 
-    async def submit(self, page: Page, fields: dict[str, str], stop: str = "") -> Page:
-        """Post the page's first form with `fields` added, and follow the redirects."""
-        forms = page.forms()
+    async def submit(
+        self, page: Page, fields: dict[str, str], stop: str = "", action_has: str = ""
+    ) -> Page:
+        """Post the page's first form (whose action contains `action_has`) with `fields`
+        added, and follow the redirects."""
+        forms = [f for f in page.forms() if action_has in f[0]]
         assert forms, f"no form on {page.url}: {page.text[:300]}"
         action, values = forms[0]
         values.update(fields)

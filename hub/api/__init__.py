@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from hub.api import audit, groups, metrics, proxy, root, roster, servers, signups, tokens, users
+from hub.api import (
+    audit,
+    groups,
+    metrics,
+    proxy,
+    root,
+    roster,
+    servers,
+    services,
+    signups,
+    tokens,
+    users,
+)
 from hub.api.base import API404
 
 
@@ -19,6 +31,7 @@ def all_routes() -> list[tuple[str, Any]]:
         *roster.routes,
         *audit.routes,
         *servers.routes,
+        *services.routes,
         *proxy.routes,
         *metrics.routes,
         (r"/api/.*", API404),

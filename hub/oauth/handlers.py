@@ -70,8 +70,14 @@ def _server_owner(scopes: list[str]) -> str:
 
 
 def _authorize(
-    session: Session, uri: str, headers: dict[str, str], req: Requester, confirmed: bool
+    session: Session,
+    uri: str,
+    headers: dict[str, str],
+    req: Requester,
+    confirmed: bool,
+    trusted: frozenset[str] = frozenset(),
 ) -> tuple[int, dict[str, str], str] | Consent:
+    """`trusted`: clients that need no confirmation (services with oauth_no_confirm)."""
     server = server_for(session)
     wanted, credentials = server.validate_authorization_request(uri, "GET", None, headers)
     request = credentials.get("request")
@@ -81,15 +87,17 @@ def _authorize(
             description="PKCE with code_challenge_method=S256 is required", request=request
         )
     if not _may_use(session, req, list(wanted)):
-        raise Forbidden(
-            f"{req.name} may not use {credentials['client_id'][:100]} "
-            "(it is not your server, and it was not shared with you)"
-        )
+        client_id = str(credentials["client_id"])
+        if client_id.startswith("service-"):
+            reason = "(using this service takes a role an admin gives: access:services)"
+        else:
+            reason = "(it is not your server, and it was not shared with you)"
+        raise Forbidden(f"{req.name} may not use {client_id[:100]} {reason}")
     client = session.scalar(
         select(OAuthClient).where(OAuthClient.identifier == credentials["client_id"])
     )
     owner = _server_owner(list(client.allowed_scopes)) if client is not None else ""
-    if not confirmed and owner != req.name:
+    if not confirmed and owner != req.name and credentials["client_id"] not in trusted:
         # someone else's server (shared with this person), or another application
         description = client.description if client is not None else credentials["client_id"]
         return Consent(str(credentials["client_id"]), description, owner)
@@ -121,7 +129,10 @@ class AuthorizeHandler(PageHandler):
         uri = f"{ORIGIN}{path}?{absolute_redirects(query)}"
         headers = {"Content-Type": "application/x-www-form-urlencoded"}
         try:
-            outcome = await self.db.run(_authorize, uri, headers, req, confirmed)
+            trusted = frozenset(
+                s.client_id for s in self.hub.services.values() if s.oauth_no_confirm
+            )
+            outcome = await self.db.run(_authorize, uri, headers, req, confirmed, trusted)
         except FatalClientError as e:
             # wrong client or redirect URI: never send the browser there
             log.info("OAuth authorize refused: %s", e.description)

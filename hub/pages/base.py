@@ -176,11 +176,22 @@ class PageHandler(web.RequestHandler):
                 base_url=self.ctx.base_url,
                 user=req.name if req is not None else None,
                 can_admin=req is not None and req.has("admin-ui"),
+                services=self._service_links(req),
                 xsrf=_LazyXsrf(self),
                 brand=self.hub.branding,
                 **values,
             )
         )
+
+    def _service_links(self, req: Requester | None) -> list[tuple[str, str]]:
+        """(name, address) of the services this person may open (with a url, shown)."""
+        if req is None:
+            return []
+        return [
+            (name, spec.prefix(self.ctx.base_url))
+            for name, spec in sorted(self.hub.services.items())
+            if spec.url and spec.display and req.allows("access:services", service=name)
+        ]
 
     def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]

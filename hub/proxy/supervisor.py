@@ -416,6 +416,8 @@ class ProxyLink:
         self.token = token
         self.hub_url = ""
         self.broadcast = RouteBroadcast()
+        # /services/<name>/ -> the service's url, for every service with one (c.Hub.services)
+        self.service_routes: dict[str, str] = {}
         # held while a route changes together with the database (see hub.spawn)
         self.lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -461,6 +463,16 @@ class ProxyLink:
     def _hub_route(self) -> tuple[str, dict[str, Any]]:
         return self.hub_url, {"hub": True, MARKER: True}
 
+    def _fixed_routes(self) -> dict[str, tuple[str, dict[str, Any]]]:
+        """The routes that do not follow servers: `/` -> hub, and the services'."""
+        fixed = {
+            prefix: (url, {"service": prefix.rstrip("/").rpartition("/")[2], MARKER: True})
+            for prefix, url in self.service_routes.items()
+        }
+        if self.hub_url:
+            fixed[DEFAULT_PREFIX] = self._hub_route()
+        return fixed
+
     async def reconcile(self) -> RouteChanges:
         """Make the proxy's table match the database's running servers (see module doc)."""
         async with self.lock:
@@ -472,8 +484,8 @@ class ProxyLink:
                 for p, s in wanted.items()
                 if s.url
             }
-            if self.hub_url:
-                table[DEFAULT_PREFIX] = self._hub_route()
+            fixed = self._fixed_routes()
+            table.update(fixed)
             # a route being changed by a start or stop is left as that work leaves it
             table.update({p: r for p, r in self.broadcast.routes.items() if p in busy})
             self.broadcast.replace(table)
@@ -485,15 +497,17 @@ class ProxyLink:
                 have = routes.get(prefix)
                 if have is None or have.get("target") != s.url or not have.get(MARKER):
                     to_add[prefix] = table[prefix]
-            hub_route = routes.get(DEFAULT_PREFIX)
-            if self.hub_url and (hub_route is None or hub_route.get("target") != self.hub_url):
-                # the hub owns `/`, as on JupyterHub: missing or pointing elsewhere, it is reset
-                to_add[DEFAULT_PREFIX] = self._hub_route()
+            for prefix, (target, data) in fixed.items():
+                have = routes.get(prefix)
+                if have is None or have.get("target") != target:
+                    # the hub owns `/`, as on JupyterHub, and the services' prefixes:
+                    # missing or pointing elsewhere, they are reset
+                    to_add[prefix] = (target, data)
             to_remove = [
                 prefix
                 for prefix, data in routes.items()
                 if data.get(MARKER) is True
-                and prefix != DEFAULT_PREFIX
+                and prefix not in fixed
                 and prefix not in wanted
                 and prefix not in busy
             ]
