@@ -642,6 +642,26 @@ def test_config_passthrough_keeps_strings_inert(helm: ModuleType) -> None:
     assert loaded.Hub.spawn_page_wait == 2.5
 
 
+def test_services_and_their_roles_pass_through(helm: ModuleType) -> None:
+    """Services on Kubernetes: hub.config.Hub.services, checked as the hub checks them."""
+    from hub.services import parse_services
+
+    services = [
+        {"name": "grader", "url": "http://grader.svc:8000", "api_token": "g" * 32},
+        {"name": "cull", "command": ["python3", "-m", "cull"], "oauth_no_confirm": True},
+    ]
+    roles = [{"name": "grading", "scopes": ["list:users"], "services": ["grader"]}]
+    docs = render(helm, {"hub": {"config": {"Hub": {"services": services, "load_roles": roles}}}})
+    loaded = python_config(docs)
+    assert loaded.Hub.services == services
+    assert loaded.Hub.load_roles == roles
+    parsed = parse_services(loaded.Hub.services)
+    assert [(s.name, s.managed, s.url) for s in parsed] == [
+        ("grader", False, "http://grader.svc:8000"),
+        ("cull", True, ""),
+    ]
+
+
 def test_cull_settings_rendered(rendered: dict[str, list[Manifest]]) -> None:
     config = python_config(rendered["gpu-profiles"])
     assert config.Culler.enabled is False
