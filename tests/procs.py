@@ -49,6 +49,8 @@ class AtriumProcess:
     # the built-in proxy (the default) on free ports, stopped with the hub; False:
     # the test's own configuration decides
     proxy_ports: bool = True
+    # seconds start() waits for the API to answer (a busy machine may need more)
+    ready_timeout: float = 30
     proc: asyncio.subprocess.Process | None = None
     stdout: str = ""
     stderr: str = ""
@@ -79,7 +81,7 @@ class AtriumProcess:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
-        await self.wait_ready()
+        await self.wait_ready(self.ready_timeout)
 
     async def wait_ready(self, timeout: float = 30) -> None:
         from tornado.httpclient import AsyncHTTPClient, HTTPClientError

@@ -57,6 +57,7 @@ from tests.test_adopt import PASSWORD, Client, kill, stop_proxy
 from tests.waits import eventually
 
 REPO = str(Path(__file__).parent.parent)
+READY = 90  # seconds for a hub process to answer, with its proxy, on a busy machine
 
 
 @pytest.fixture
@@ -95,6 +96,8 @@ def hub_config(tmp_path: Path, hub_port: int, spawner: str, extra: str = "") -> 
         f"c.Hub.proxy_api_url = 'http://127.0.0.1:{free_port()}'\n"
         "c.Hub.proxy_workers = 1\n"
         "c.Hub.proxy_stop_on_exit = True\n"
+        # starting `atrium proxy` imports the whole hub: slow on a busy machine
+        "c.Hub.proxy_start_timeout = 60\n"
         f"c.Hub.proxy_pid_file = {str(tmp_path / 'proxy.pid')!r}\n" + extra
     )
 
@@ -110,7 +113,7 @@ def kill_group(pid: int) -> None:
 async def fetch(url: str, token: str | None = None, **kw: Any) -> Any:
     headers = {"Authorization": f"token {token}"} if token else {}
     return await AsyncHTTPClient().fetch(
-        HTTPRequest(url, headers=headers, request_timeout=30, **kw), raise_error=False
+        HTTPRequest(url, headers=headers, request_timeout=90, **kw), raise_error=False
     )
 
 
@@ -125,11 +128,11 @@ async def test_a_hub_killed_under_an_open_kernel_websocket(tmp_path: Path) -> No
         hub_port,
         "tests.singleuser_spawner.TreeSpawner",
         f"c.TreeSpawner.users_root = {str(users_root)!r}\n"
-        "c.TreeSpawner.start_timeout = 90\n"
-        "c.Hub.slow_spawn_timeout = 90\n",
+        "c.TreeSpawner.start_timeout = 120\n"
+        "c.Hub.slow_spawn_timeout = 5\n",
     )
     env = {"PYTHONPATH": REPO, "ATRIUM_ADMIN_PASSWORD": PASSWORD}
-    first = AtriumProcess(tmp_path, env=env, proxy_ports=False)
+    first = AtriumProcess(tmp_path, env=env, proxy_ports=False, ready_timeout=READY)
     second: AtriumProcess | None = None
     server_pid = kernel_pid = 0
     sock: KernelSocket | None = None
@@ -138,7 +141,12 @@ async def test_a_hub_killed_under_an_open_kernel_websocket(tmp_path: Path) -> No
         api = Client(first)
         await api.login()
         await api.call("POST", "/users", {"usernames": ["ann"]})
-        await api.call("POST", "/users/ann/server", status=201)
+        await api.call("POST", "/users/ann/server")  # 201, or 202 on a busy machine
+
+        async def ready() -> bool:
+            return bool(((await api.server("ann")) or {}).get("ready"))
+
+        await eventually(ready, timeout=150)
         server = await api.server("ann")
         assert server is not None
         server_pid = int(server["state"]["pid"])
@@ -149,7 +157,8 @@ async def test_a_hub_killed_under_an_open_kernel_websocket(tmp_path: Path) -> No
         kernel_id = str(orjson.loads(r.body)["id"])
         ws_url = f"ws://127.0.0.1:{first.port}/user/ann/api/kernels/{kernel_id}/channels"
         sock = await KernelSocket.open(ws_url, token)
-        reply, out = await sock.execute("import os; x = 6; print(os.getpid())")
+        # the first answer waits for the kernel to be up
+        reply, out = await sock.execute("import os; x = 6; print(os.getpid())", timeout=120)
         assert reply["content"]["status"] == "ok"
         kernel_pid = int(out)
         assert pid_alive(kernel_pid)
@@ -164,7 +173,9 @@ async def test_a_hub_killed_under_an_open_kernel_websocket(tmp_path: Path) -> No
         reply, out = await sock.execute("x = x * 7; print(x)")
         assert (reply["content"]["status"], out) == ("ok", "42\n")
 
-        second = AtriumProcess(tmp_path, port=first.port, env=env, proxy_ports=False)
+        second = AtriumProcess(
+            tmp_path, port=first.port, env=env, proxy_ports=False, ready_timeout=READY
+        )
         await second.start()
         api = Client(second)
         await api.login()
@@ -390,7 +401,7 @@ async def test_a_hub_killed_mid_spawn_leaves_no_unknown_process(tmp_path: Path) 
     hub_config(tmp_path, hub_port, "tests.adoptspawner.StateSavingSpawner")
     env = {"PYTHONPATH": REPO, "ATRIUM_ADMIN_PASSWORD": PASSWORD}
     marker = f"JUPYTERHUB_API_URL=http://127.0.0.1:{hub_port}/hub/api"
-    first = AtriumProcess(tmp_path, env=env, proxy_ports=False)
+    first = AtriumProcess(tmp_path, env=env, proxy_ports=False, ready_timeout=READY)
     second: AtriumProcess | None = None
     seen: set[int] = set()
     try:
@@ -409,7 +420,9 @@ async def test_a_hub_killed_mid_spawn_leaves_no_unknown_process(tmp_path: Path) 
         await kill(first)
         assert any(pid_alive(pid) for pid in seen)
 
-        second = AtriumProcess(tmp_path, port=first.port, env=env, proxy_ports=False)
+        second = AtriumProcess(
+            tmp_path, port=first.port, env=env, proxy_ports=False, ready_timeout=READY
+        )
         await second.start()
         api = Client(second)
         await api.login()
