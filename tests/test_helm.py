@@ -662,6 +662,20 @@ def test_services_and_their_roles_pass_through(helm: ModuleType) -> None:
     ]
 
 
+def test_services_can_be_let_through_the_network_policies(
+    rendered: dict[str, list[Manifest]],
+) -> None:
+    docs = rendered["production"]
+    proxy = find(docs, "NetworkPolicy", "proxy")["spec"]
+    hub = find(docs, "NetworkPolicy", "hub")["spec"]
+    assert proxy["egress"][-1]["ports"] == [{"protocol": "TCP", "port": 8000}]
+    assert hub["ingress"][-1]["ports"] == [{"protocol": "TCP", "port": 10101}]
+    # without them, the policies are as before: the proxy reaches the hub, users, DNS
+    plain = find(rendered["minimal"], "NetworkPolicy", "proxy")["spec"]
+    assert len(plain["egress"]) == 3
+    assert len(find(rendered["minimal"], "NetworkPolicy", "hub")["spec"]["ingress"]) == 1
+
+
 def test_cull_settings_rendered(rendered: dict[str, list[Manifest]]) -> None:
     config = python_config(rendered["gpu-profiles"])
     assert config.Culler.enabled is False
