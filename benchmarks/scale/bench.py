@@ -300,13 +300,13 @@ def one_hub(
         result.update(wait_started(setup, proc, log, expected, t0, args.start_bound))
         result["servers_checked"] = server_hits(servers)
         proxy_pid = scalehubs.read_pid(setup.proxy_pid_file)
-        if proxy_pid is not None:
-            strays.note([proxy_pid, *proctree.descendants(proxy_pid)])
         time.sleep(args.settle)
         result["idle"] = memory(proc.pid, proxy_pid)
         result["paging"] = page_through(setup, args.users)
         result["after_paging"] = memory(proc.pid, proxy_pid)
     finally:
+        # what the hub started (its proxy, the proxy's workers), should one outlive it
+        strays.note(proctree.descendants(proc.pid))
         procs.stop(proc)
         ended = strays.end()
         if ended:
@@ -478,10 +478,7 @@ def run(
             return wait_started(atrium_setup, proc, log, expected, t0, args.start_bound)
 
         folded = args.output.parent / "scale-profile-atrium.folded"
-        profile = startprofile.profile_start(atrium_setup, procs, py_spy, folded, wait)
-        proxy_pid = scalehubs.read_pid(atrium_setup.proxy_pid_file)
-        if proxy_pid is not None:
-            strays.note([proxy_pid, *proctree.descendants(proxy_pid)])
+        profile = startprofile.profile_start(atrium_setup, procs, py_spy, folded, wait, strays.note)
         strays.end()
         done()
 

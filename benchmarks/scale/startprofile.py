@@ -20,7 +20,7 @@ import signal
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -111,9 +111,11 @@ def profile_start(
     py_spy: Path,
     folded: Path,
     wait: Any,
+    note: Callable[[list[int]], None],
 ) -> dict[str, Any]:
     """Start Atrium under py-spy on a fresh copy of its database; `wait(proc, log, t0)`
-    is the timed runs' wait for a complete start. The summary, with that start's times."""
+    is the timed runs' wait for a complete start; `note` is given every process py-spy
+    and the hub started, before they are stopped. The summary, with that start's times."""
     db = setup.db_for_run(99)
     scalehubs.fresh_copy(setup.template_db, db)
     setup.configure()
@@ -137,6 +139,7 @@ def profile_start(
     try:
         started = wait(spy, log, t0)
     finally:
+        note(_descendants(spy.pid))
         # the hub is py-spy's child: stopping it ends the recording, and py-spy writes
         for pid in _children(spy.pid):
             with contextlib.suppress(ProcessLookupError):
@@ -150,6 +153,15 @@ def profile_start(
     with folded.open() as f:
         summary = summarize(f)
     return {"tool": "py-spy record --subprocesses", "rate_hz": RATE, "start": started, **summary}
+
+
+def _descendants(pid: int) -> list[int]:
+    found, todo = [], _children(pid)
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        todo += _children(p)
+    return found
 
 
 def _children(pid: int) -> list[int]:
