@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import re
@@ -339,6 +340,20 @@ SERVICE_KEYS: dict[str, frozenset[str]] = {
 
 # --- running the managed ones -------------------------------------------------------
 
+PR_SET_PDEATHSIG = 1
+try:  # loaded here, not in the child between fork and exec
+    _LIBC: ctypes.CDLL | None = ctypes.CDLL(None, use_errno=True)
+except OSError:  # pragma: no cover (not Linux)
+    _LIBC = None
+
+
+def _die_with_the_hub() -> None:
+    """In the service's process before it runs its command: SIGTERM when the hub's
+    process ends, even killed outright (Linux), so no service outlives its hub to hold
+    the port the next hub's copy needs, with a token that no longer works."""
+    if _LIBC is not None and hasattr(_LIBC, "prctl"):
+        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
 
 def service_env(
     spec: ServiceSpec, token: str, hub_url: str, base_url: str, public_url: str = ""
@@ -421,6 +436,7 @@ class ServiceSupervisor:
             cwd=spec.cwd or None,
             stdin=asyncio.subprocess.DEVNULL,
             start_new_session=True,  # its own process group: stopped with its children
+            preexec_fn=_die_with_the_hub,  # only prctl runs between fork and exec
         )
 
     async def _keep_running(self, one: Running, hub_url: str) -> None:

@@ -32,6 +32,7 @@ class Env(web.RequestHandler):
             if secret in env:
                 env[secret] = "<set>"
         env["SERVICE_EXTRA"] = os.environ.get("SERVICE_EXTRA", "")
+        env["PID"] = str(os.getpid())
         self.write(env)
 
 

@@ -25,6 +25,7 @@ from hub.proxy.supervisor import pid_alive
 from hub.services import parse_services
 from tests.conftest import HubFactory, RunningHub, behind_atrium_proxy, missing_part
 from tests.pg import free_port
+from tests.procs import AtriumProcess
 from tests.test_pages import PASSWORD
 from tests.visitor import Visitor
 from tests.waits import eventually
@@ -70,7 +71,10 @@ def public(hub: RunningHub) -> str:
 
 async def answering(url: str) -> None:
     async def up() -> bool:
-        return (await get(url)).code == 200
+        try:
+            return (await get(url)).code == 200
+        except OSError:  # nothing listens yet
+            return False
 
     await eventually(up, timeout=60)  # a bound for a busy machine
 
@@ -237,6 +241,32 @@ async def test_a_managed_service_that_dies_is_started_again_and_stops_with_the_h
     assert not pid_alive(second)
     assert (await hub.api("GET", "/services/probe")).json()["pid"] == 0
     assert supervisor.running["probe"].starts == 2  # not started again after the stop
+
+
+async def test_a_hub_killed_outright_leaves_no_service_behind(tmp_path: Path) -> None:
+    spec = managed("probe")
+    config = tmp_path / "hub_config.py"
+    config.write_text(f"c.Hub.services = [{spec!r}]\n")
+    hub = AtriumProcess(
+        tmp_path, args=(f"--config={config}", "--Hub.proxy=none"), proxy_ports=False
+    )
+    await hub.start()
+    pid = 0
+    try:
+        await answering(f"{spec['url']}/services/probe/env")
+        pid = int(orjson.loads((await get(f"{spec['url']}/services/probe/env")).body)["PID"])
+        assert pid_alive(pid)
+        await hub.stop(signal.SIGKILL)
+
+        async def gone() -> bool:
+            return not pid_alive(pid)
+
+        await eventually(gone, timeout=30)
+    finally:
+        if hub.proc is not None and hub.proc.returncode is None:
+            await hub.stop(signal.SIGKILL)
+        if pid and pid_alive(pid):  # the service this test made, left behind: a failure
+            os.kill(pid, signal.SIGKILL)
 
 
 # --- external services --------------------------------------------------------------
