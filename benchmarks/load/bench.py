@@ -141,10 +141,11 @@ def probe_command(proc: subprocess.Popen[str], command: str) -> None:
     proc.stdin.flush()
 
 
-def probe_samples(proc: subprocess.Popen[str]) -> list[list[Any]]:
+def probe_samples(proc: subprocess.Popen[str]) -> dict[str, Any]:
+    """The probe's samples and its unsent counts, once it has stopped."""
     probe_command(proc, "stop")
     out, _ = proc.communicate(timeout=120)
-    return list(json.loads(out.strip().splitlines()[-1])["samples"])
+    return dict(json.loads(out.strip().splitlines()[-1]))
 
 
 def proxy_pids(hub: LoadHub, procs: ProcessGroup) -> list[int]:

@@ -1,6 +1,6 @@
 """A light single-user server for the load benchmark: the parts of a Jupyter server
-a simulated user touches, on the standard library alone (it starts in ~50 ms and
-holds ~10 MiB, so hundreds of users can come and go on two cores).
+a simulated user touches, on the standard library alone (it starts in ~0.1 s and
+holds ~22 MiB RSS, so hundreds of users can come and go on two cores).
 
 Both hubs start it the same way, as their spawner's command; it follows the
 single-user environment contract:

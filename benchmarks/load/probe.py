@@ -6,13 +6,16 @@ Open loop: a request is due every 1/rate seconds whether or not earlier ones hav
 been answered; `workers` threads, each with its own keep-alive connection
 (`../httpclient.py`), take due requests in order. A sample is one request: from
 sending to having read the whole body; how late it was sent (all workers busy)
-is kept too. A sample counts as ok when the answer is 200 and names the user asked
-about.
+is kept too, and it belongs to the phase it was sent in. Requests still waiting
+for a connection at `stop` are not sent but counted by the phase they were due
+in (`unsent`), so a hub that
+falls behind is never measured after its load has ended. A sample counts as ok
+when the answer is 200 and names the user asked about.
 
 Controlled over stdin, one command a line: `phase NAME` (later samples carry that
 phase), `stop`. Prints `ready` once connected, and at the end one JSON line:
-`{"samples": [[phase, due, latency, late, ok], ...]}` (seconds; `due` after the
-probe started).
+`{"samples": [[phase, due, latency, late, ok], ...], "unsent": {phase: n}}`
+(seconds; `due` after the probe started).
 
     python probe.py --port P --token T --users 500 --prefix load- [--rate 20]
 """
@@ -43,6 +46,7 @@ def main() -> None:
     args = p.parse_args()
 
     due: queue.Queue[tuple[str, float] | None] = queue.Queue()
+    unsent: dict[str, int] = {}  # by the phase they were due in
     samples: list[tuple[str, float, float, float, bool]] = []
     lock = threading.Lock()
     phase = ["idle"]
@@ -54,7 +58,12 @@ def main() -> None:
         with Client("127.0.0.1", args.port, args.token, timeout=60) as client:
             client.request("GET", "/hub/api/")  # connect before the first timed request
             while (item := due.get()) is not None:
-                tag, when = item
+                due_in, when = item
+                tag = phase[0]  # the phase the request is sent in
+                if stopping.is_set():
+                    with lock:
+                        unsent[due_in] = unsent.get(due_in, 0) + 1
+                    continue
                 name = f"{args.prefix}{rng.randrange(args.users):04d}"
                 late = time.perf_counter() - t_start - when
                 try:
@@ -100,7 +109,7 @@ def main() -> None:
     for t in workers:
         t.join(60)
     with lock:
-        print(json.dumps({"samples": samples}), flush=True)
+        print(json.dumps({"samples": samples, "unsent": unsent}), flush=True)
 
 
 if __name__ == "__main__":

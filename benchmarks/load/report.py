@@ -32,17 +32,19 @@ def _pcts(values: Sequence[float], scale: float, digits: int) -> dict[str, Any]:
     }
 
 
-def probe_summary(samples: Sequence[Sequence[Any]], phase: str) -> dict[str, Any]:
-    """Milliseconds: latency of the ok answers, how late requests were sent, failures."""
-    mine = [s for s in samples if s[0] == phase]
+def probe_summary(probe: dict[str, Any], phase: str) -> dict[str, Any]:
+    """Milliseconds: latency of the ok answers sent in `phase`, how late they were sent,
+    failures, and requests due but never sent (every probe connection busy)."""
+    mine = [s for s in probe["samples"] if s[0] == phase]
     ok = [s[2] for s in mine if s[4]]
     out = _pcts(ok, 1000, 2)
     out["failed"] = len(mine) - len(ok)
+    out["unsent"] = int(probe.get("unsent", {}).get(phase, 0))
     out["late_p99_ms"] = round(percentile([s[3] for s in mine], 99) * 1000, 2) if mine else None
     return out
 
 
-def turn_summary(load: dict[str, Any], samples: Sequence[Sequence[Any]]) -> dict[str, Any]:
+def turn_summary(load: dict[str, Any], probe: dict[str, Any]) -> dict[str, Any]:
     sessions: list[Session] = load["sessions"]
     steps = {
         step: _pcts([s.steps[step] for s in sessions if step in s.steps], 1, 4) for step in STEPS
@@ -53,8 +55,8 @@ def turn_summary(load: dict[str, Any], samples: Sequence[Sequence[Any]]) -> dict
     wall = load["wall_seconds"]
     return {
         "probe": {
-            "load": probe_summary(samples, "load"),
-            "idle": probe_summary(samples, "baseline"),
+            "load": probe_summary(probe, "load"),
+            "idle": probe_summary(probe, "baseline"),
         },
         "steps": steps,
         "session_seconds": _pcts([sum(s.steps.values()) for s in sessions if s.ok], 1, 3),
@@ -67,7 +69,8 @@ def turn_summary(load: dict[str, Any], samples: Sequence[Sequence[Any]]) -> dict
         "sessions_per_second": round(done / wall, 2) if wall else None,
         "peak_concurrency": load["peak_concurrency"],
         "sessions": [s.as_dict() for s in sessions],
-        "probe_samples": [list(s) for s in samples],
+        "probe_samples": [list(s) for s in probe["samples"]],
+        "probe_unsent": probe.get("unsent", {}),
     }
 
 
@@ -108,6 +111,7 @@ ROWS: list[tuple[str, str, str, Any]] = [
     ("api_p95", "... p95", "ms", ("probe", "load", "p95")),
     ("api_p99", "... p99", "ms", ("probe", "load", "p99")),
     ("api_failed", "... failed requests", "", ("probe", "load", "failed")),
+    ("api_unsent", "... due but not sent (8 connections busy)", "", ("probe", "load", "unsent")),
     ("idle_p50", "the same, hub idle (before the load), p50", "ms", ("probe", "idle", "p50")),
     ("idle_p99", "... p99", "ms", ("probe", "idle", "p99")),
     *[(f"{step}_p50", f"{step}, p50 / p95", "s", ("steps", step, "p50")) for step in STEPS],
