@@ -22,7 +22,6 @@ from hub.errors import ConfigError
 from hub.log import setup_logging
 from hub.settings import Hub
 from spawners.base import Spawner
-from spawners.kubernetes import KubeSpawner
 from spawners.local import LocalProcessSpawner
 
 DB_URL_ENV = "ATRIUM_DB_URL"
@@ -56,6 +55,24 @@ def check_known_settings(config: Any, classes: list[type[Configurable]]) -> None
                 raise ConfigError(f"unknown setting c.{section}.{key}{hint}")
 
 
+def configurable_classes(config: Any = None) -> list[type[Configurable]]:
+    """Classes whose settings are checked (and, with no `config`, documented). The
+    Kubernetes spawner is imported only for a config that speaks of it: its client
+    costs seconds of start-up on a busy machine that a hub of local processes never
+    needs."""
+    classes: list[type[Configurable]] = [HubCommand, *HubCommand.classes]
+    if config is None or "KubeSpawner" in config or "kubernetes" in _spawner_class(config):
+        from spawners.kubernetes import KubeSpawner
+
+        classes.append(KubeSpawner)
+    return classes
+
+
+def _spawner_class(config: Any) -> str:
+    value = config.get("Hub", {}).get("spawner_class", "")
+    return value if isinstance(value, str) else ""
+
+
 class HubCommand(Application):
     """Shared by the hub and its subcommands: config file, logging, database URL."""
 
@@ -63,7 +80,8 @@ class HubCommand(Application):
         "atrium_config.py", help="The config file to load (Python, c.Hub.port = 8000 style)."
     ).tag(config=True)
     aliases = aliases
-    classes = [Hub, Culler, Spawner, LocalProcessSpawner, KubeSpawner, *authenticator_classes()]
+    # the Kubernetes spawner's settings too, imported only when needed: configurable_classes
+    classes = [Hub, Culler, Spawner, LocalProcessSpawner, *authenticator_classes()]
     raise_config_file_errors = True
 
     def _log_level_default(self) -> int:
@@ -93,7 +111,7 @@ class HubCommand(Application):
         self.update_config(self.cli_config)
         if self.extra_args:
             raise ConfigError(f"unexpected argument: {self.extra_args[0]!r} (see --help)")
-        check_known_settings(self.config, [type(self), *self.classes])
+        check_known_settings(self.config, [type(self), *configurable_classes(self.config)])
         self.settings = Hub(config=self.config)
         self.settings.check_combinations()
         if os.environ.get(DB_URL_ENV):

@@ -6,8 +6,9 @@ import sys
 from pathlib import Path
 
 from traitlets import Bool, Unicode
+from traitlets.config import Configurable
 
-from hub.command import HubCommand, aliases
+from hub.command import HubCommand, aliases, configurable_classes
 from hub.db import migrate
 from hub.errors import ConfigError
 
@@ -34,7 +35,9 @@ class GenerateConfig(HubCommand):
     def start(self) -> None:
         from hub.app import AtriumApp
 
-        text = AtriumApp(config=self.config).generate_config_file()
+        # every class, the Kubernetes spawner too
+        classes: list[type[Configurable]] = [AtriumApp, *configurable_classes()[1:]]
+        text = AtriumApp(config=self.config).generate_config_file(classes)
         target = Path(self.output)
         if self.output == "-":
             sys.stdout.write(text)

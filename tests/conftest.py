@@ -100,7 +100,7 @@ def behind_atrium_proxy(tmp_path: Path, **extra: Any) -> dict[str, Any]:
 
     return {
         "proxy": "atrium",
-        "proxy_cmd": [sys.executable, "-m", "hub.app", "proxy", "--log-level=error"],
+        "proxy_cmd": [sys.executable, "-m", "hub.proxy", "--log-level=error"],
         "port": free_port(),
         "proxy_api_url": f"http://127.0.0.1:{free_port()}",
         "proxy_pid_file": str(tmp_path / "proxy.pid"),

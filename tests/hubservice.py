@@ -61,7 +61,13 @@ def handlers() -> list[tuple[str, Any]]:
         @web.authenticated  # type: ignore[misc]
         def get(self) -> None:
             user = self.get_current_user()
-            self.write({"name": user["name"], "kind": user.get("kind", "user")})
+            self.write(
+                {
+                    "name": user["name"],
+                    "kind": user.get("kind", "user"),
+                    "scopes": sorted(user.get("scopes", [])),
+                }
+            )
 
     found += [(PREFIX, WhoAmI), (PREFIX + "oauth_callback", HubOAuthCallbackHandler)]
     return found

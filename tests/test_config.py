@@ -8,14 +8,14 @@ import pytest
 from traitlets.config import Config, PyFileConfigLoader
 
 from hub.app import AtriumApp
+from hub.command import configurable_classes
 from tests.procs import run_atrium
 
 
 def configurable_traits() -> list[tuple[str, str, str]]:
     """(class, trait, help) for every setting a config file can set."""
-    app = AtriumApp()
     out = []
-    for cls in [AtriumApp, *app.classes]:
+    for cls in [AtriumApp, *configurable_classes()[1:]]:
         for name, trait in sorted(cls.class_traits(config=True).items()):
             owner = next(c for c in cls.__mro__ if name in c.__dict__)
             if owner.__module__.startswith("traitlets"):

@@ -385,11 +385,18 @@ async def test_people_log_in_to_a_service_through_the_hub(
     page = await ann.submit(page, {}, action_has="oauth2/authorize")
     assert page.status == 200, page.text[:300]
     assert page.url.startswith(f"{public(hub)}/services/whoami/"), (page.url, page.text[:500])
-    assert orjson.loads(page.body) == {"name": "ann", "kind": "user"}
+    seen = orjson.loads(page.body)
+    assert (seen["name"], seen["kind"]) == ("ann", "user")
+    # the service's token for her is scoped to what it asked for, not all she may do
+    print("token scopes", seen["scopes"])
+    assert "access:services!service=whoami" in seen["scopes"]
+    assert not any(
+        s.startswith(("servers", "tokens", "access:services!service=quick")) for s in seen["scopes"]
+    )
     # a service with oauth_no_confirm does not ask
     page = await ann.follow(f"{public(hub)}/services/quick/")
     assert page.status == 200, page.text[:300]
-    assert orjson.loads(page.body) == {"name": "ann", "kind": "user"}
+    assert orjson.loads(page.body)["name"] == "ann"
 
     # bo holds no access:services: the hub refuses and the service learns nothing
     bo = Visitor()

@@ -71,7 +71,9 @@ WATCH_INTERVAL = 0.2
 # route changes sent at once when restoring a whole table
 CONCURRENT_CHANGES = 16
 
-ATRIUM_PROXY_CMD = [sys.executable, "-m", "hub.app", "proxy"]
+# the proxy alone (hub/proxy/__main__.py), not `-m hub.app proxy`, which imports the whole
+# hub first: seconds on a busy machine, at every start and restart of the proxy
+ATRIUM_PROXY_CMD = [sys.executable, "-m", "hub.proxy"]
 CHP_CMD = ["configurable-http-proxy"]
 
 
