@@ -156,7 +156,9 @@ def proxy_pids(hub: LoadHub, procs: ProcessGroup) -> list[int]:
     kids = proctree.children_map()
     found = []
     for child in kids.get(hub.hub.proc.pid, []):
-        if "hub.app proxy" in proctree.cmdline(child):
+        command = proctree.cmdline(child)
+        # `-m hub.proxy` now; `-m hub.app proxy` in earlier versions
+        if "-m hub.proxy" in command or "hub.app proxy" in command:
             found += [child, *proctree.descendants(child, kids)]
     return found
 
