@@ -19,7 +19,7 @@ from hub.errors import ConfigError
 from hub.names import validate_username
 from hub.ops import audit
 from hub.ops.users import new_cookie_id
-from hub.rbac.roles import DEFAULT_ROLES
+from hub.rbac.roles import DEFAULT_ROLES, complete_specs
 from hub.secrets_hash import hash_password, new_password
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,7 @@ ADMIN_PASSWORD_ENV = "ATRIUM_ADMIN_PASSWORD"  # noqa: S105 (a variable name)
 
 def sync_roles(session: Session, extra: Iterable[Mapping[str, Any]]) -> None:
     """Make the roles table match the default roles plus `c.Hub.load_roles`."""
+    extra = complete_specs(extra)
     wanted: dict[str, tuple[str, list[str], bool]] = {
         name: (desc, list(scopes), False) for name, (desc, scopes) in DEFAULT_ROLES.items()
     }
@@ -69,7 +70,9 @@ def sync_roles(session: Session, extra: Iterable[Mapping[str, Any]]) -> None:
             user = session.scalar(select(User).where(User.name == username))
             if user is None:
                 raise ConfigError(f"load_roles: role {role.name!r} names unknown user {username!r}")
-            if role not in user.roles:
+            if role.name == "admin":
+                user.admin = True  # as on JupyterHub: holding the admin role is being admin
+            elif role not in user.roles:
                 user.roles.append(role)
         for groupname in spec.get("groups", []) or []:
             group = session.scalar(select(Group).where(Group.name == groupname))

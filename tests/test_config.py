@@ -126,6 +126,10 @@ async def test_bad_settings_fail_with_one_clear_line(
         ("c.Hub.port = 'eighty'\n", "expected an int"),
         ("c.Hub.load_roles = [{'name': 'x', 'scopes': ['no:such:scope']}]\n", "unknown scope"),
         ("c.Hub.load_roles = [{'scopes': ['read:users']}]\n", "needs a name"),
+        (
+            "c.Hub.load_roles = [{'name': 'x', 'scopes': []}, {'name': 'x', 'scopes': []}]\n",
+            "role 'x' is defined twice",
+        ),
     ],
 )
 async def test_bad_config_files_fail_clearly(tmp_path: Path, content: str, message: str) -> None:

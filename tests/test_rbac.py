@@ -338,3 +338,26 @@ async def test_server_filter(hub_factory: HubFactory) -> None:
     assert (await hub.api("DELETE", "/users/ann/servers/lab", token=lab_only)).status == 204
     assert (await hub.api("POST", "/users/ann/server")).status == 201
     expect_error(await hub.api("DELETE", "/users/ann/server", token=lab_only), 404)
+
+
+async def test_a_default_role_named_in_load_roles_keeps_its_scopes(
+    hub_factory: HubFactory,
+) -> None:
+    """As on JupyterHub: {'name': 'admin', 'users': [...]} adds admins; it does not empty
+    the admin role. Scopes given for a default role replace its own."""
+    first = await hub_factory()
+    await first.add_user("ann", password="correct horse battery")
+    await first.add_user("bo", password="correct horse battery")
+    hub = await hub_factory(
+        load_roles=[
+            {"name": "admin", "users": ["ann"]},
+            {"name": "user", "scopes": ["self", "list:groups"]},
+        ]
+    )
+    ann = await hub.token_for("ann")
+    assert (await hub.api("GET", "/users", token=ann)).status == 200
+    assert (await hub.api("GET", "/users/ann")).json()["admin"] is True
+    assert (await hub.api("GET", "/users")).status == 200  # the first admin too
+    bo = await hub.token_for("bo")
+    assert (await hub.api("GET", "/users", token=bo)).status == 403
+    assert (await hub.api("GET", "/groups", token=bo)).status == 200

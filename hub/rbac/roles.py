@@ -47,6 +47,29 @@ DEFAULT_ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
+def complete_specs(extra: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """`c.Hub.load_roles` as the hub applies it: an entry for a default role (`user`,
+    `admin`...) keeps the default's description and scopes unless it gives its own, as
+    on JupyterHub (an `admin` entry that only names users must not empty the admin role);
+    a role named twice is refused."""
+    seen: set[str] = set()
+    out = []
+    for spec in extra:
+        name = spec.get("name") if isinstance(spec, Mapping) else None
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"load_roles: every role needs a name, got {spec!r}")
+        if name in seen:
+            raise ConfigError(f"load_roles: role {name!r} is defined twice")
+        seen.add(name)
+        merged = dict(spec)
+        if name in DEFAULT_ROLES:
+            description, default_scopes = DEFAULT_ROLES[name]
+            merged.setdefault("description", description)
+            merged.setdefault("scopes", list(default_scopes))
+        out.append(merged)
+    return out
+
+
 @dataclass(frozen=True)
 class RoleDef:
     name: str
@@ -61,10 +84,8 @@ class RoleTable:
     @classmethod
     def from_config(cls, extra: Iterable[Mapping[str, Any]] = ()) -> RoleTable:
         table = cls({n: RoleDef(n, d, frozenset(s)) for n, (d, s) in DEFAULT_ROLES.items()})
-        for spec in extra:
-            name = spec.get("name")
-            if not isinstance(name, str) or not name:
-                raise ConfigError(f"load_roles: every role needs a name, got {spec!r}")
+        for spec in complete_specs(extra):
+            name = spec["name"]
             raw = spec.get("scopes", [])
             if not isinstance(raw, list | tuple):
                 raise ConfigError(f"load_roles: scopes of role {name!r} must be a list")
@@ -85,8 +106,11 @@ class RoleTable:
         return frozenset(out)
 
     def user_roles(self, admin: bool, assigned: Iterable[str]) -> list[str]:
+        """`user`, `admin` for admins (the flag, or the role through a group), then the
+        rest of the assigned roles."""
+        assigned = set(assigned)
         names = ["user"]
-        if admin:
+        if admin or "admin" in assigned:
             names.append("admin")
         names.extend(sorted(set(assigned) - {"user", "admin"}))
         return names
