@@ -23,36 +23,28 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import hashlib
-import http.client
 import json
 import os
 import platform
 import random
-import shutil
-import signal
 import sqlite3
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import hubs
 import profiling
+import runinfo
+import runner
 from httpclient import Client, median, percentile
 from hubs import BenchError, ProcessGroup, RunningHub
 
 RESULTS = Path(__file__).resolve().parent / "results" / "api.json"
 PAGE = 200
 PAGINATION = "application/jupyterhub-pagination+json"
-
-
-class BenchTimeout(BenchError):
-    """The whole run took longer than --timeout."""
 
 
 # --- what each metric sends ----------------------------------------------------
@@ -286,24 +278,7 @@ def environment(jupyterhub: Path, chp: Path) -> dict[str, Any]:
         "node": hubs.tool_version(["node", "--version"]),
         "configurable_http_proxy": hubs.tool_version([str(chp), "--version"]),
         "loadavg_start": list(os.getloadavg()),
-        "atrium_git": _git_state(),
-    }
-
-
-def _git_state() -> dict[str, Any]:
-    """The commit measured, and a fingerprint of uncommitted changes to the hub's code."""
-    repo = str(hubs.REPO)
-    paths = ["--", "hub", "spawners", "migrations"]
-    commit = hubs.tool_version(["git", "-C", repo, "rev-parse", "HEAD"])
-    diff = hubs.tool_version(["git", "-C", repo, "diff", "HEAD", *paths])
-    untracked = hubs.tool_version(
-        ["git", "-C", repo, "ls-files", "--others", "--exclude-standard", *paths]
-    )
-    return {
-        "commit": commit,
-        "uncommitted_changes_in_hub": bool(diff or untracked),
-        "uncommitted_diff_sha256": hashlib.sha256(diff.encode()).hexdigest()[:16] if diff else None,
-        "untracked_files": untracked.split(),
+        "atrium_git": runinfo.git_state(),
     }
 
 
@@ -348,32 +323,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def _on_alarm(_sig: int, _frame: FrameType | None) -> None:
-    raise BenchTimeout("the benchmark ran past --timeout; stopping")
-
-
-def _on_term(sig: int, _frame: FrameType | None) -> None:
-    raise SystemExit(128 + sig)
-
-
-def phase(label: str) -> Callable[[], None]:
-    print(f"{label} ...", flush=True)
-    t0 = time.perf_counter()
-
-    def done() -> None:
-        print(f"  {time.perf_counter() - t0:.1f}s", flush=True)
-
-    return done
-
-
 def run(args: argparse.Namespace, procs: ProcessGroup, workdir: Path) -> dict[str, Any]:
-    done = phase("Checking the scratch installs (JupyterHub 6, configurable-http-proxy)")
+    done = runner.phase("Checking the scratch installs (JupyterHub 6, configurable-http-proxy)")
     jupyterhub, chp = hubs.ensure_jupyterhub(), hubs.ensure_chp()
     py_spy = hubs.ensure_py_spy() if args.profile else None
     done()
     env = environment(jupyterhub, chp)
 
-    done = phase("Starting Atrium and JupyterHub on 127.0.0.1 with fresh SQLite databases")
+    done = runner.phase("Starting Atrium and JupyterHub on 127.0.0.1 with fresh SQLite databases")
     atrium = hubs.start_atrium(procs, workdir / "atrium", args.atrium_arg)
     jupyterhub_hub = hubs.start_jupyterhub(procs, workdir / "jupyterhub", jupyterhub, chp)
     both = [atrium, jupyterhub_hub]
@@ -382,7 +339,7 @@ def run(args: argparse.Namespace, procs: ProcessGroup, workdir: Path) -> dict[st
     seeded = [f"user{i:05d}" for i in range(args.users)]
     seed_seconds = {}
     for hub in both:
-        done = phase(f"Seeding {args.users:,} users into {hub.name} (bulk API, not timed)")
+        done = runner.phase(f"Seeding {args.users:,} users into {hub.name} (bulk API, not timed)")
         seed_seconds[hub.name] = round(hubs.seed_users(hub, seeded, args.seed_chunk), 2)
         done()
 
@@ -410,7 +367,7 @@ def run(args: argparse.Namespace, procs: ProcessGroup, workdir: Path) -> dict[st
 
     profile = None
     if py_spy is not None:
-        done = phase("Profiling Atrium with py-spy (after the timed rounds)")
+        done = runner.phase("Profiling Atrium with py-spy (after the timed rounds)")
         profile = profiling.profile_hub(procs, py_spy, atrium, plan, workdir, args.output.parent)
         done()
 
@@ -447,38 +404,19 @@ def run(args: argparse.Namespace, procs: ProcessGroup, workdir: Path) -> dict[st
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGALRM, _on_alarm)
-    signal.signal(signal.SIGTERM, _on_term)
-    # Ctrl-C must clean up even when started from a shell that ignores SIGINT
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.alarm(args.timeout)
     started = time.perf_counter()
-    procs = ProcessGroup()
-    workdir = Path(tempfile.mkdtemp(prefix="atrium-api-bench-"))
-    failed = True
-    try:
-        results = run(args, procs, workdir)
-        failed = False
-    except (BenchError, OSError, http.client.HTTPException) as e:
-        # OSError: a hub stopped answering (its log is in the kept directory)
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    finally:
-        signal.alarm(0)
-        with _ignoring(signal.SIGINT, signal.SIGTERM):
-            procs.stop_all()
-        if failed or args.keep:
-            print(f"Logs and databases kept in {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+    code, results = runner.run_guarded(
+        lambda procs, workdir: run(args, procs, workdir),
+        timeout=args.timeout,
+        keep=args.keep,
+        prefix="atrium-api-bench-",
+        kept="Logs and databases",
+        timeout_is_error=True,
+    )
+    if code:
+        return code
     results["wall_seconds"] = round(time.perf_counter() - started, 1)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.output.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=1) + "\n")
-    tmp.replace(args.output)
+    runinfo.write_results(results, args.output)
     print()
     print(header(results))
     print(table(results["metrics"], args.create))
@@ -498,21 +436,6 @@ def header(results: dict[str, Any]) -> str:
         f"{cfg['rounds']} rounds; latency per request in ms; "
         "'rounds' = range of the per-round median ratios\n"
     )
-
-
-class _ignoring:
-    """Ignore some signals while cleaning up, so a second Ctrl-C cannot strand a child."""
-
-    def __init__(self, *signals: signal.Signals) -> None:
-        self.signals = signals
-        self.saved: list[Any] = []
-
-    def __enter__(self) -> None:
-        self.saved = [signal.signal(s, signal.SIG_IGN) for s in self.signals]
-
-    def __exit__(self, *exc: object) -> None:
-        for s, handler in zip(self.signals, self.saved, strict=True):
-            signal.signal(s, handler)
 
 
 if __name__ == "__main__":

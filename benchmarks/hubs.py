@@ -165,6 +165,12 @@ class ProcessGroup:
         self.procs.clear()
 
 
+def is_atrium_proxy(command: str) -> bool:
+    """Is `command` (a process's command line) Atrium's proxy: `python -m hub.proxy`,
+    the hub's default, its workers included, or the `atrium proxy` command."""
+    return "-m hub.proxy" in command or "atrium proxy" in command
+
+
 def log_tail(path: Path, lines: int = 30) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])

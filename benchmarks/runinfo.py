@@ -1,14 +1,17 @@
-"""What every benchmark records about its run: the machine, the time, and how its
-results file is written (whole or not at all)."""
+"""What every benchmark records about its run: the machine, the time, the commit
+measured, and how its results file is written (whole or not at all)."""
 
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
 import platform
 from pathlib import Path
 from typing import Any
+
+from hubs import REPO, tool_version
 
 
 def machine() -> dict[str, Any]:
@@ -34,6 +37,23 @@ def machine() -> dict[str, Any]:
 
 def now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def git_state() -> dict[str, Any]:
+    """The commit measured, and a fingerprint of uncommitted changes to the hub's code."""
+    repo = str(REPO)
+    paths = ["--", "hub", "spawners", "migrations"]
+    commit = tool_version(["git", "-C", repo, "rev-parse", "HEAD"])
+    diff = tool_version(["git", "-C", repo, "diff", "HEAD", *paths])
+    untracked = tool_version(
+        ["git", "-C", repo, "ls-files", "--others", "--exclude-standard", *paths]
+    )
+    return {
+        "commit": commit,
+        "uncommitted_changes_in_hub": bool(diff or untracked),
+        "uncommitted_diff_sha256": hashlib.sha256(diff.encode()).hexdigest()[:16] if diff else None,
+        "untracked_files": untracked.split(),
+    }
 
 
 def write_results(results: dict[str, Any], output: Path) -> None:

@@ -110,6 +110,21 @@ def kill_group(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
+def successor(first: AtriumProcess, tmp_path: Path, env: dict[str, str]) -> AtriumProcess:
+    """The next hub on the first one's directory and port, finding the proxy it left."""
+    return AtriumProcess(tmp_path, port=first.port, env=env, proxy_ports=False, ready_timeout=READY)
+
+
+async def anns_server(hub: AtriumProcess) -> tuple[Client, dict[str, Any]]:
+    """Start `hub` and log in as its admin: the client, and ann's server as the hub has it."""
+    await hub.start()
+    api = Client(hub)
+    await api.login()
+    server = await api.server("ann")
+    assert server is not None
+    return api, server
+
+
 async def fetch(url: str, token: str | None = None, **kw: Any) -> Any:
     headers = {"Authorization": f"token {token}"} if token else {}
     return await AsyncHTTPClient().fetch(
@@ -173,14 +188,8 @@ async def test_a_hub_killed_under_an_open_kernel_websocket(tmp_path: Path) -> No
         reply, out = await sock.execute("x = x * 7; print(x)")
         assert (reply["content"]["status"], out) == ("ok", "42\n")
 
-        second = AtriumProcess(
-            tmp_path, port=first.port, env=env, proxy_ports=False, ready_timeout=READY
-        )
-        await second.start()
-        api = Client(second)
-        await api.login()
-        server = await api.server("ann")
-        assert server is not None
+        second = successor(first, tmp_path, env)
+        api, server = await anns_server(second)
         assert (server["ready"], server["pending"]) == (True, None)
         assert int(server["state"]["pid"]) == server_pid
         assert pid_alive(server_pid)
@@ -420,14 +429,8 @@ async def test_a_hub_killed_mid_spawn_leaves_no_unknown_process(tmp_path: Path) 
         await kill(first)
         assert any(pid_alive(pid) for pid in seen)
 
-        second = AtriumProcess(
-            tmp_path, port=first.port, env=env, proxy_ports=False, ready_timeout=READY
-        )
-        await second.start()
-        api = Client(second)
-        await api.login()
-        server = await api.server("ann")
-        assert server is not None
+        second = successor(first, tmp_path, env)
+        api, server = await anns_server(second)
         assert server["pending"] is None
         assert server["ready"] or server["stopped"]
         running = processes_with_env("JUPYTERHUB_USER=ann", marker)

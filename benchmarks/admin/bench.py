@@ -37,19 +37,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import http.client
 import json
 import os
 import shlex
-import shutil
-import signal
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from playwright.async_api import Error as PlaywrightError
@@ -63,22 +58,14 @@ import hubs
 import hubsetup
 import report
 import runinfo
+import runner
 import scenarios
 import seed
-from api_bench import _git_state, _ignoring, _on_term, phase
-from hubs import BenchError, ProcessGroup
+from hubs import ProcessGroup
 from hubsetup import BrowserHub
 from scenarios import Target
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
-
-
-class RunTimeout(KeyboardInterrupt):
-    """--timeout passed; raised like Ctrl-C so that no step's error handling swallows it."""
-
-
-def _on_alarm(_sig: int, _frame: FrameType | None) -> None:
-    raise RunTimeout("the benchmark ran past --timeout; stopping")
 
 
 # --- the run -------------------------------------------------------------------------
@@ -87,10 +74,10 @@ def _on_alarm(_sig: int, _frame: FrameType | None) -> None:
 def start_and_seed(
     args: argparse.Namespace, procs: ProcessGroup, workdir: Path, plan: seed.SeedPlan
 ) -> tuple[list[BrowserHub], dict[str, Any]]:
-    done = phase("Checking the scratch installs (JupyterHub 6, configurable-http-proxy)")
+    done = runner.phase("Checking the scratch installs (JupyterHub 6, configurable-http-proxy)")
     jupyterhub, chp = hubs.ensure_jupyterhub(), hubs.ensure_chp()
     done()
-    done = phase("Starting the hubs on 127.0.0.1 (fresh SQLite)")
+    done = runner.phase("Starting the hubs on 127.0.0.1 (fresh SQLite)")
     started = []
     if args.only in (None, "atrium"):
         source = None
@@ -107,7 +94,7 @@ def start_and_seed(
     seeded: dict[str, Any] = {}
     for h in started:
         orm = h.name == "jupyterhub" and not args.seed_jupyterhub_api
-        done = phase(
+        done = runner.phase(
             f"Seeding {h.label}: {plan.users:,} users, {plan.groups} groups, activity for "
             f"every {plan.activity_every}th ({'its ORM, hub stopped' if orm else 'REST API'})"
         )
@@ -132,7 +119,7 @@ async def browse_hubs(
         browser = await browse.launch(pw)
         out["chromium"] = browser.version
         try:
-            done = phase("Logging in as admin and loading each page once (untimed)")
+            done = runner.phase("Logging in as admin and loading each page once (untimed)")
             targets: list[Target] = []
             warm_up = {}
             for h in started:
@@ -148,7 +135,7 @@ async def browse_hubs(
                 order = targets if i % 2 == 0 else targets[::-1]
                 out["load_before_run"].append(list(os.getloadavg()))
                 for t in order:
-                    done = phase(f"Run {i + 1}/{args.runs}: {t.hub.label}")
+                    done = runner.phase(f"Run {i + 1}/{args.runs}: {t.hub.label}")
                     shot = None
                     if i == 0 and args.screenshots is not None:
                         shot = args.screenshots / f"admin-{t.name}.png"
@@ -173,7 +160,7 @@ def run(args: argparse.Namespace, procs: ProcessGroup, workdir: Path) -> dict[st
     env: dict[str, Any] = {
         "machine": runinfo.machine(),
         "loadavg_start": list(os.getloadavg()),
-        "atrium_git": _git_state(),
+        "atrium_git": runinfo.git_state(),
     }
     if args.atrium_commit:
         # Atrium runs from that commit's files, not the working tree's
@@ -292,31 +279,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.combine:
         return combine(args.combine)
-    signal.signal(signal.SIGALRM, _on_alarm)
-    signal.signal(signal.SIGTERM, _on_term)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.alarm(args.timeout)
     started = time.perf_counter()
-    procs = ProcessGroup()
-    workdir = Path(tempfile.mkdtemp(prefix="atrium-admin-bench-"))
-    failed = True
-    try:
-        results = run(args, procs, workdir)
-        failed = False
-    except (BenchError, OSError, http.client.HTTPException, PlaywrightError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt as e:
-        print(f"interrupted: {e}" if isinstance(e, RunTimeout) else "interrupted", file=sys.stderr)
-        return 130
-    finally:
-        signal.alarm(0)
-        with _ignoring(signal.SIGINT, signal.SIGTERM):
-            procs.stop_all()
-        if failed or args.keep:
-            print(f"Logs kept in {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+    code, results = runner.run_guarded(
+        lambda procs, workdir: run(args, procs, workdir),
+        timeout=args.timeout,
+        keep=args.keep,
+        prefix="atrium-admin-bench-",
+        errors=(PlaywrightError,),
+    )
+    if code:
+        return code
     results["wall_seconds"] = round(time.perf_counter() - started, 1)
     results["table"] = report.table_rows(results["runs"])
     runinfo.write_results(results, args.output)

@@ -26,11 +26,9 @@ import http.client
 import json
 import os
 import secrets
-import shutil
 import signal
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -42,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import hubs
 import runinfo
-from api_bench import _git_state, _ignoring, _on_alarm, _on_term, phase
+import runner
 from hubs import BenchError, ProcessGroup
 
 HERE = Path(__file__).resolve().parent
@@ -68,14 +66,6 @@ c.Hub.proxy_start_timeout = 60
 c.Hub.cleanup_servers = True
 c.Hub.spawner_class = "tests.spawner.ProcessSpawner"
 c.ProcessSpawner.cmd = ["{python}", "{light}", "{{port}}"]
-"""
-
-# --atrium-proxy-entry=module: the proxy started as `python -m hub.proxy` (the proxy alone)
-# instead of the default `python -m hub.app proxy`, with the processes and logging the hub
-# gives its default command
-PROXY_MODULE_CONFIG = """
-c.Hub.proxy_cmd = ["{python}", "-m", "hub.proxy", "--workers", "{workers}",
-                   "--log-level", "info"]
 """
 
 JUPYTERHUB_CONFIG = """\
@@ -172,7 +162,7 @@ def kill_pids(pids: set[int]) -> None:
 # --- the hubs ----------------------------------------------------------------------------
 
 
-def start_atrium(procs: ProcessGroup, workdir: Path, users: list[str], entry: str) -> Hub:
+def start_atrium(procs: ProcessGroup, workdir: Path, users: list[str]) -> Hub:
     root = workdir / "atrium"
     root.mkdir()
     config = root / "proxy_restore_config.py"
@@ -186,11 +176,6 @@ def start_atrium(procs: ProcessGroup, workdir: Path, users: list[str], entry: st
             light=LIGHT_SERVER,
         )
     )
-    if entry == "module":
-        from hub.proxy.supervisor import proxy_workers
-
-        with config.open("a") as f:
-            f.write(PROXY_MODULE_CONFIG.format(python=sys.executable, workers=proxy_workers(0)))
     running = hubs.start_atrium(
         procs,
         root / "hub",
@@ -364,13 +349,13 @@ def summary(values: Sequence[float]) -> dict[str, float]:
 def run(args: argparse.Namespace, procs: ProcessGroup, workdir: Path) -> dict[str, Any]:
     users = [f"r{i:03d}" for i in range(args.routes)]
     load_at_start = list(os.getloadavg())
-    done = phase("Checking the scratch installs (JupyterHub 6, configurable-http-proxy)")
+    done = runner.phase("Checking the scratch installs (JupyterHub 6, configurable-http-proxy)")
     hubs.ensure_jupyterhub()
     hubs.ensure_chp()
     done()
-    done = phase(f"Starting both hubs with {args.routes} servers each")
+    done = runner.phase(f"Starting both hubs with {args.routes} servers each")
     both = [
-        start_atrium(procs, workdir, users, args.atrium_proxy_entry),
+        start_atrium(procs, workdir, users),
         start_jupyterhub(procs, workdir, users),
     ]
     for hub in both:
@@ -398,12 +383,11 @@ def run(args: argparse.Namespace, procs: ProcessGroup, workdir: Path) -> dict[st
             "loadavg_start": load_at_start,
             "loadavg_end": list(os.getloadavg()),
         },
-        "git": _git_state(),
+        "git": runinfo.git_state(),
         "config": {
             "routes": args.routes,
             "runs": args.runs,
             "pause_s": args.pause,
-            "atrium_proxy_entry": args.atrium_proxy_entry,
         },
         "hubs": {},
     }
@@ -443,13 +427,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--restore-timeout", type=float, default=60.0, help="seconds a restore may take (60)"
     )
-    p.add_argument(
-        "--atrium-proxy-entry",
-        choices=["app", "module"],
-        default="app",
-        help="how Atrium's proxy is started: app (the default `-m hub.app proxy`) or "
-        "module (`-m hub.proxy`, the proxy alone)",
-    )
     p.add_argument("--timeout", type=int, default=900, help="seconds for the whole run (900)")
     p.add_argument("--keep", action="store_true", help="keep the logs")
     p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
@@ -458,31 +435,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGALRM, _on_alarm)
-    signal.signal(signal.SIGTERM, _on_term)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.alarm(args.timeout)
-    workdir = Path(tempfile.mkdtemp(prefix="atrium-proxy-restore-"))
-    procs = ProcessGroup()
-    failed = True
-    try:
-        results = run(args, procs, workdir)
-        failed = False
-    except (BenchError, OSError, http.client.HTTPException) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    finally:
-        signal.alarm(0)
-        with _ignoring(signal.SIGINT, signal.SIGTERM):
-            procs.stop_all()
-            stop_strays(workdir)
-        if failed or args.keep:
-            print(f"Logs kept in {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+    code, results = runner.run_guarded(
+        lambda procs, workdir: run(args, procs, workdir),
+        timeout=args.timeout,
+        keep=args.keep,
+        prefix="atrium-proxy-restore-",
+        after_stop=stop_strays,
+        timeout_is_error=True,
+    )
+    if code:
+        return code
     runinfo.write_results(results, args.output)
     print()
     print(table(results))

@@ -50,9 +50,9 @@ sys.path.insert(0, str(HERE))
 import hubs  # noqa: E402
 import report  # noqa: E402
 import runinfo  # noqa: E402
-from api_bench import _git_state, _on_term, phase  # noqa: E402
 from hubs import BenchError, ProcessGroup  # noqa: E402
 from peer import Peer  # noqa: E402
+from runner import on_term, phase  # noqa: E402
 
 RESULTS = HERE.parent / "results" / "kube.json"
 KUBESPAWNER_VENV = hubs.SCRATCH / "kubespawner-venv"
@@ -365,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.summarize:
         return resummarize(args.summarize)
-    signal.signal(signal.SIGTERM, _on_term)
+    signal.signal(signal.SIGTERM, on_term)
 
     def expired(_sig: int, _frame: FrameType | None) -> None:
         raise BenchError(f"--timeout: the run took longer than {args.timeout:.0f} s")
@@ -375,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     procs = ProcessGroup()
     workdir = Path(tempfile.mkdtemp(prefix="atrium-kube-bench-"))
     started = runinfo.now()
-    git = _git_state()
+    git = runinfo.git_state()
     try:
         args.src = snapshot_sources(workdir)
         args.kubespawner_python = (

@@ -20,19 +20,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import http.client
 import json
 import os
 import shlex
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import httpx
@@ -47,7 +42,7 @@ import hubsetup
 import proctree
 import report
 import runinfo
-from api_bench import _git_state, _ignoring, _on_term, phase
+import runner
 from hubs import BenchError, ProcessGroup
 from hubsetup import LoadHub
 from users import Session, Users
@@ -57,14 +52,6 @@ RESULTS = HERE.parent / "results" / "load.json"
 USER_PREFIX = "load-"
 SEED_CHUNK = 500
 PROBE_READY_TIMEOUT = 30.0
-
-
-class RunTimeout(KeyboardInterrupt):
-    """--timeout passed; raised like Ctrl-C so that no step's error handling swallows it."""
-
-
-def _on_alarm(_sig: int, _frame: FrameType | None) -> None:
-    raise RunTimeout("the benchmark ran past --timeout; stopping")
 
 
 # --- one hub's turn ----------------------------------------------------------------
@@ -157,8 +144,7 @@ def proxy_pids(hub: LoadHub, procs: ProcessGroup) -> list[int]:
     found = []
     for child in kids.get(hub.hub.proc.pid, []):
         command = proctree.cmdline(child)
-        # `-m hub.proxy` now; `-m hub.app proxy` in earlier versions
-        if "-m hub.proxy" in command or "hub.app proxy" in command:
+        if hubs.is_atrium_proxy(command):
             found += [child, *proctree.descendants(child, kids)]
     return found
 
@@ -230,13 +216,13 @@ def leftovers(where: Path) -> list[str]:
 
 
 def run(args: argparse.Namespace, procs: ProcessGroup, workdir: Path) -> dict[str, Any]:
-    done = phase("Checking the scratch installs (JupyterHub 6, configurable-http-proxy)")
+    done = runner.phase("Checking the scratch installs (JupyterHub 6, configurable-http-proxy)")
     args.jupyterhub, args.chp = hubs.ensure_jupyterhub(), hubs.ensure_chp()
     done()
     env = {
         "machine": runinfo.machine(),
         "loadavg_start": list(os.getloadavg()),
-        "atrium_git": _git_state(),
+        "atrium_git": runinfo.git_state(),
         "configurable_http_proxy": hubs.tool_version([str(args.chp), "--version"]),
         "node": hubs.tool_version(["node", "--version"]),
     }
@@ -245,7 +231,7 @@ def run(args: argparse.Namespace, procs: ProcessGroup, workdir: Path) -> dict[st
     for r in range(args.runs):
         order = kinds if r % 2 == 0 else list(reversed(kinds))
         for kind in order:
-            done = phase(f"Run {r + 1}/{args.runs}: {kind}, {args.users} users")
+            done = runner.phase(f"Run {r + 1}/{args.runs}: {kind}, {args.users} users")
             t = turn(kind, r + 1, args, procs, workdir)
             print("  " + report.turn_line(t), flush=True)
             turns.append(t)
@@ -301,38 +287,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGALRM, _on_alarm)
-    signal.signal(signal.SIGTERM, _on_term)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.alarm(args.timeout)
     started = time.perf_counter()
-    procs = ProcessGroup()
-    workdir = Path(tempfile.mkdtemp(prefix="atrium-load-bench-"))
-    failed = True
-    try:
-        results = run(args, procs, workdir)
-        failed = False
-    except (BenchError, OSError, http.client.HTTPException, httpx.HTTPError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except subprocess.TimeoutExpired as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt as e:
-        print(f"interrupted: {e}" if isinstance(e, RunTimeout) else "interrupted", file=sys.stderr)
-        return 130
-    finally:
-        signal.alarm(0)
-        with _ignoring(signal.SIGINT, signal.SIGTERM):
-            procs.stop_all()
-            strays = proctree.working_under(workdir)
-            for line in proctree.describe(strays):
-                print(f"! left after the hubs stopped (killed): {line}", file=sys.stderr)
-            proctree.kill(strays)
-        if failed or args.keep:
-            print(f"Logs kept in {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+
+    def strays(workdir: Path) -> None:
+        for line in proctree.kill_working_under(workdir):
+            print(f"! left after the hubs stopped (killed): {line}", file=sys.stderr)
+
+    code, results = runner.run_guarded(
+        lambda procs, workdir: run(args, procs, workdir),
+        timeout=args.timeout,
+        keep=args.keep,
+        prefix="atrium-load-bench-",
+        errors=(httpx.HTTPError, subprocess.TimeoutExpired),
+        after_stop=strays,
+    )
+    if code:
+        return code
     results["wall_seconds"] = round(time.perf_counter() - started, 1)
     runinfo.write_results(results, args.output)
     print()

@@ -28,15 +28,12 @@ import json
 import os
 import platform
 import resource
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 # the shared helpers (hubs.py, httpclient.py, ...) are one directory up
@@ -46,25 +43,16 @@ import backends
 import hubs
 import profiling
 import proxies
+import runinfo
+import runner
 import scenarios
 import wrk
-from api_bench import _git_state, _ignoring, _on_term, phase
 from hubs import BenchError, ProcessGroup
 from proxies import Target
 from scenarios import Context
 
 RESULTS = Path(__file__).resolve().parent.parent / "results" / "proxy.json"
 NAMES = ("direct", "chp", "atrium")
-
-
-class RunTimeout(KeyboardInterrupt):
-    """--timeout passed. Raised like Ctrl-C, so that neither a target's failure
-    handling (`except BenchError/OSError`) nor the event loop (which re-raises only
-    KeyboardInterrupt and SystemExit from callbacks) can swallow it."""
-
-
-def _on_alarm(_sig: int, _frame: FrameType | None) -> None:
-    raise RunTimeout("the benchmark ran past --timeout; stopping")
 
 
 # --- the run -------------------------------------------------------------------
@@ -166,7 +154,7 @@ def profile_atrium(ctx: Context, py_spy: Path, results_dir: Path) -> dict[str, A
 
 
 def run(args: argparse.Namespace, procs: ProcessGroup, workdir: Path) -> dict[str, Any]:
-    done = phase("Checking tools (nginx, wrk, configurable-http-proxy 5, websockets venv)")
+    done = runner.phase("Checking tools (nginx, wrk, configurable-http-proxy 5, websockets venv)")
     wrk.command()
     chp, chp_version = proxies.ensure_chp()
     ws_python = backends.ensure_ws_venv()
@@ -174,17 +162,17 @@ def run(args: argparse.Namespace, procs: ProcessGroup, workdir: Path) -> dict[st
     done()
     env = environment(chp_version, ws_python)
 
-    done = phase("Starting nginx, the upload sink and the websocket echo server")
+    done = runner.phase("Starting nginx, the upload sink and the websocket echo server")
     back = backends.start_backends(procs, workdir, ws_python)
     done()
-    done = phase("Starting the proxies")
+    done = runner.phase("Starting the proxies")
     targets, commands, missing = start_targets(procs, workdir, back, chp, args)
     done()
     ctx = Context(args, workdir, procs, back, targets, commands)
     for name, why in missing.items():
         ctx.failures.setdefault(name, {})["start"] = why
 
-    done = phase("Checking what works through each target")
+    done = runner.phase("Checking what works through each target")
     scenarios.check_targets(ctx)
     done()
 
@@ -204,13 +192,13 @@ def run(args: argparse.Namespace, procs: ProcessGroup, workdir: Path) -> dict[st
     for key, label, step in steps:
         if args.only and key not in args.only:
             continue
-        done = phase(label)
+        done = runner.phase(label)
         measurements[key] = step(ctx)
         done()
 
     profile = None
     if py_spy is not None:
-        done = phase("Profiling Atrium's proxy with py-spy (after the timed runs)")
+        done = runner.phase("Profiling Atrium's proxy with py-spy (after the timed runs)")
         try:
             profile = profile_atrium(ctx, py_spy, args.output.parent)
         except (BenchError, OSError) as e:
@@ -285,7 +273,7 @@ def environment(chp_version: str, ws_python: Path) -> dict[str, Any]:
             for k in ("net.core.somaxconn", "net.ipv4.tcp_tw_reuse", "net.ipv4.ip_local_port_range")
         },
         "loadavg_start": list(os.getloadavg()),
-        "atrium_git": _git_state(),
+        "atrium_git": runinfo.git_state(),
     }
 
 
@@ -535,40 +523,19 @@ def raise_fd_limit() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     raise_fd_limit()
-    signal.signal(signal.SIGALRM, _on_alarm)
-    signal.signal(signal.SIGTERM, _on_term)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.alarm(args.timeout)
     started = time.perf_counter()
-    procs = ProcessGroup()
-    workdir = Path(tempfile.mkdtemp(prefix="atrium-proxy-bench-"))
-    failed = True
-    try:
-        results = run(args, procs, workdir)
-        failed = False
-    except RunTimeout as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except (BenchError, OSError, http.client.HTTPException) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    finally:
-        signal.alarm(0)
-        with _ignoring(signal.SIGINT, signal.SIGTERM):
-            procs.stop_all()
-        if failed or args.keep:
-            print(f"Logs kept in {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+    code, results = runner.run_guarded(
+        lambda procs, workdir: run(args, procs, workdir),
+        timeout=args.timeout,
+        keep=args.keep,
+        prefix="atrium-proxy-bench-",
+        timeout_is_error=True,
+    )
+    if code:
+        return code
     results["wall_seconds"] = round(time.perf_counter() - started, 1)
     results["table"] = table_rows(results)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.output.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=1) + "\n")
-    tmp.replace(args.output)
+    runinfo.write_results(results, args.output)
     print()
     print(header(results))
     print(table(results))

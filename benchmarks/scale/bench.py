@@ -37,15 +37,13 @@ import json
 import math
 import os
 import secrets
-import shutil
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType, ModuleType
+from types import ModuleType
 from typing import Any
 
 # the shared helpers (hubs.py, httpclient.py, ...) are one directory up
@@ -54,9 +52,9 @@ sys.path.insert(0, str(BENCHMARKS))
 
 import hubs  # noqa: E402
 import runinfo  # noqa: E402
+import runner  # noqa: E402
 import scalehubs  # noqa: E402
 import startprofile  # noqa: E402
-from api_bench import _git_state, _ignoring, _on_term, phase  # noqa: E402
 from httpclient import Client, median  # noqa: E402
 from hubs import BenchError, ProcessGroup  # noqa: E402
 from scalehubs import HubSetup  # noqa: E402
@@ -84,14 +82,6 @@ PAGE = 200
 PORTS_PER_PROCESS = 250
 API_POLL = 0.02  # s between GET /hub/api/ while the hub comes up
 ROUTES_POLL = 0.05  # s between reads of the proxy's routes
-
-
-class RunTimeout(KeyboardInterrupt):
-    """--timeout passed; raised like Ctrl-C so that no step's error handling swallows it."""
-
-
-def _on_alarm(_sig: int, _frame: FrameType | None) -> None:
-    raise RunTimeout("the benchmark ran past --timeout; stopping")
 
 
 # --- the servers ---------------------------------------------------------------------
@@ -420,12 +410,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def run(
     args: argparse.Namespace, procs: ProcessGroup, strays: Strays, workdir: Path
 ) -> dict[str, Any]:
-    done = phase("Checking the scratch installs (JupyterHub 6, configurable-http-proxy)")
+    done = runner.phase("Checking the scratch installs (JupyterHub 6, configurable-http-proxy)")
     jupyterhub, chp = hubs.ensure_jupyterhub(), hubs.ensure_chp()
     py_spy = hubs.ensure_py_spy() if args.profile else None
     done()
     names = [f"user{i:05d}" for i in range(args.users)]
-    done = phase(f"Starting {args.running:,} servers ({PORTS_PER_PROCESS} ports per process)")
+    done = runner.phase(
+        f"Starting {args.running:,} servers ({PORTS_PER_PROCESS} ports per process)"
+    )
     servers = start_servers(procs, workdir, args.running)
     ports = [(s.pid, port) for s in servers for port in s.ports]
     running = dict(zip(names[: args.running], ports, strict=True))
@@ -445,7 +437,9 @@ def run(
         setups.append(scalehubs.jupyterhub_setup(workdir / "jupyterhub", jupyterhub, chp))
     plan = {"users": names, "servers": running, "admin_password": secrets.token_urlsafe(16)}
     for setup in setups:
-        done = phase(f"Seeding {setup.label}: {args.users:,} users, {args.running:,} running")
+        done = runner.phase(
+            f"Seeding {setup.label}: {args.users:,} users, {args.running:,} running"
+        )
         python = Path(sys.executable) if setup.name == "atrium" else jupyterhub.parent / "python"
         scalehubs.seed(setup, python, plan)
         print(f"  {setup.seed_counts}", flush=True)
@@ -471,7 +465,7 @@ def run(
     profile = None
     atrium_setup = next((s for s in setups if s.name == "atrium"), None)
     if py_spy is not None and atrium_setup is not None:
-        done = phase("Profiling one more Atrium start with py-spy (not timed)")
+        done = runner.phase("Profiling one more Atrium start with py-spy (not timed)")
         server_hits(servers, reset=True)
 
         def wait(proc: Any, log: Path, t0: float) -> dict[str, Any]:
@@ -495,7 +489,7 @@ def run(
         "date": runinfo.now(),
         "loadavg_end": list(os.getloadavg()),
         "versions": versions,
-        "atrium_git": _git_state(),
+        "atrium_git": runinfo.git_state(),
         # set when Atrium ran from a commit exported with git archive, not the working tree
         "atrium_commit": atrium_commit,
         "config": {
@@ -515,33 +509,18 @@ def run(
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGALRM, _on_alarm)
-    signal.signal(signal.SIGTERM, _on_term)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.alarm(args.timeout)
     started = time.perf_counter()
-    procs = ProcessGroup()
     strays = Strays()
-    workdir = Path(tempfile.mkdtemp(prefix="atrium-scale-bench-"))
-    failed = True
-    try:
-        results = run(args, procs, strays, workdir)
-        failed = False
-    except (BenchError, OSError, http.client.HTTPException) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt as e:
-        print(f"interrupted: {e}" if isinstance(e, RunTimeout) else "interrupted", file=sys.stderr)
-        return 130
-    finally:
-        signal.alarm(0)
-        with _ignoring(signal.SIGINT, signal.SIGTERM):
-            procs.stop_all()
-            strays.end()
-        if failed or args.keep:
-            print(f"Logs and databases kept in {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+    code, results = runner.run_guarded(
+        lambda procs, workdir: run(args, procs, strays, workdir),
+        timeout=args.timeout,
+        keep=args.keep,
+        prefix="atrium-scale-bench-",
+        after_stop=lambda _workdir: strays.end(),
+        kept="Logs and databases",
+    )
+    if code:
+        return code
     results["wall_seconds"] = round(time.perf_counter() - started, 1)
     runinfo.write_results(results, args.output)
     m = results["machine"]

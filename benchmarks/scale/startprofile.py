@@ -42,7 +42,7 @@ def _frames(part: str) -> tuple[str, str]:
 
 def _role(process: str) -> str:
     """'process PID:"command"' -> hub, proxy (its main process and workers) or other."""
-    if "hub.app proxy" in process or "-m hub.proxy" in process:
+    if hubs.is_atrium_proxy(process):
         return "proxy"
     return "hub" if "atrium" in process else "other"
 

@@ -25,18 +25,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import http.client
 import json
 import os
 import shlex
-import shutil
-import signal
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import httpx
@@ -49,8 +44,8 @@ import hubsetup
 import proctree
 import report
 import runinfo
+import runner
 import scenarios
-from api_bench import _git_state, _ignoring, _on_term, phase
 from hubapi import HubAPI
 from hubs import BenchError, ProcessGroup
 from hubsetup import SpawnHub
@@ -58,14 +53,6 @@ from scenarios import Context
 
 RESULTS = Path(__file__).resolve().parent.parent / "results" / "spawn.json"
 Step = Callable[[Context], Awaitable[dict[str, Any]]]
-
-
-class RunTimeout(KeyboardInterrupt):
-    """--timeout passed; raised like Ctrl-C so that no step's error handling swallows it."""
-
-
-def _on_alarm(_sig: int, _frame: FrameType | None) -> None:
-    raise RunTimeout("the benchmark ran past --timeout; stopping")
 
 
 # --- the run -------------------------------------------------------------------------
@@ -115,7 +102,7 @@ async def measure(args: argparse.Namespace, started: list[SpawnHub]) -> Context:
     ctx = Context(args, [HubAPI(h) for h in started])
     try:
         for key, label, step in steps(args):
-            done = phase(label)
+            done = runner.phase(label)
             ctx.noise[key] = noise = await asyncio.to_thread(proctree.busy_elsewhere, os.getpid())
             if noise["others"]:
                 print(f"  (busy elsewhere: {'; '.join(noise['others'][:3])})", flush=True)
@@ -133,9 +120,9 @@ def run(args: argparse.Namespace, procs: ProcessGroup, workdir: Path) -> dict[st
     env = {
         "machine": runinfo.machine(),
         "loadavg_start": list(os.getloadavg()),
-        "atrium_git": _git_state(),
+        "atrium_git": runinfo.git_state(),
     }
-    done = phase("Starting the hubs on 127.0.0.1 (fresh SQLite, servers as local processes)")
+    done = runner.phase("Starting the hubs on 127.0.0.1 (fresh SQLite, servers as local processes)")
     started = start_hubs(args, procs, workdir)
     done()
     ctx = asyncio.run(measure(args, started))
@@ -240,15 +227,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def stray_processes(workdir: Path) -> list[str]:
-    """After every hub stopped: server processes still working in the temporary
-    directory (their users' homes). Killed by PID, and reported."""
-    pids = proctree.working_under(workdir)
-    described = proctree.describe(pids)
-    proctree.kill(pids)
-    return described
-
-
 def print_summary(results: dict[str, Any], output: Path) -> None:
     env, h = results["environment"], results["hubs"]
     m = env["machine"]
@@ -277,34 +255,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.combine:
         return combine(args.combine)
-    signal.signal(signal.SIGALRM, _on_alarm)
-    signal.signal(signal.SIGTERM, _on_term)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.alarm(args.timeout)
     started = time.perf_counter()
-    procs = ProcessGroup()
-    workdir = Path(tempfile.mkdtemp(prefix="atrium-spawn-bench-"))
-    failed, strays = True, []
-    try:
-        results = run(args, procs, workdir)
-        failed = False
-    except (BenchError, OSError, http.client.HTTPException, httpx.HTTPError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt as e:
-        print(f"interrupted: {e}" if isinstance(e, RunTimeout) else "interrupted", file=sys.stderr)
-        return 130
-    finally:
-        signal.alarm(0)
-        with _ignoring(signal.SIGINT, signal.SIGTERM):
-            procs.stop_all()
-            strays = stray_processes(workdir)
+    strays: list[str] = []
+
+    def stray_processes(workdir: Path) -> None:
+        # server processes still working in the temporary directory (their users' homes)
+        strays.extend(proctree.kill_working_under(workdir))
         for line in strays:
             print(f"! left after the hubs stopped (killed): {line}", file=sys.stderr)
-        if failed or args.keep:
-            print(f"Logs kept in {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+
+    code, results = runner.run_guarded(
+        lambda procs, workdir: run(args, procs, workdir),
+        timeout=args.timeout,
+        keep=args.keep,
+        prefix="atrium-spawn-bench-",
+        errors=(httpx.HTTPError,),
+        after_stop=stray_processes,
+    )
+    if code:
+        return code
     results["stray_processes"] = strays
     results["wall_seconds"] = round(time.perf_counter() - started, 1)
     results["table"] = report.table_rows(results["measurements"], args.burst)

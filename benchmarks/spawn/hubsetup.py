@@ -48,7 +48,7 @@ class SpawnHub:
         own: set[int] = set()
         for child in kids.get(self.pid, []):
             command = proctree.cmdline(child)
-            if "hub.app proxy" in command:
+            if hubs.is_atrium_proxy(command):
                 own.add(child)
                 own.update(proctree.descendants(child, kids))
             elif "spawners.template" in command:

@@ -186,3 +186,12 @@ def kill(pids: Iterable[int]) -> None:
 
 def describe(pids: Iterable[int]) -> list[str]:
     return [f"{pid} {cmdline(pid)[:160]}" for pid in pids]
+
+
+def kill_working_under(root: Path) -> list[str]:
+    """Processes still working under `root` once every hub has stopped (servers the
+    hubs left behind): killed by PID, and described."""
+    pids = working_under(root)
+    described = describe(pids)
+    kill(pids)
+    return described
