@@ -243,6 +243,8 @@ def start_atrium(
         f"--port={port}",
         f"--db=sqlite:///{workdir / 'atrium.sqlite'}",
         "--Hub.initial_admin_name=admin",
+        # the proxy it starts goes with it (by default it outlives its hub)
+        "--Hub.proxy_stop_on_exit=True",
         *extra_args,
     ]
     t0 = time.perf_counter()
