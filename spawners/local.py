@@ -72,6 +72,9 @@ def _url_host(ip: str) -> str:
     return f"[{ip}]" if ":" in ip else ip
 
 
+PORT_ATTEMPTS = 3  # starts of a server whose port another process took first
+
+
 def _free_port(ip: str) -> int:
     family = socket.AF_INET6 if ":" in ip else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as s:
@@ -289,12 +292,9 @@ class LocalProcessSpawner(Spawner):
 
     async def _start(self, account: Account, layout: Layout) -> str:
         connect_ip = self.ip if self.ip not in ("", "0.0.0.0", "::") else "127.0.0.1"  # noqa: S104
-        self.port = _free_port(connect_ip)
         self.server.marker = secrets.token_hex(16)
         self.server.uid = account.uid
         self.log_path = layout.log_path
-        env = self._server_env(account, layout)
-        prefix = env.get("JUPYTERHUB_SERVICE_PREFIX") or "/"
         limits = Limits(self.mem_limit, self.cpu_limit, self.proc_limit)
         self._make_cgroups(limits)
         rlimits, warnings = rlimit_fallback(limits, self._not_enforced(limits), account.switch)
@@ -302,14 +302,44 @@ class LocalProcessSpawner(Spawner):
             if warning not in _warned:
                 _warned.add(warning)
                 self.log.warning("%s", warning)
-        spec = {
-            "env": env,
-            "cwd": layout.home,
-            "uid": account.uid if account.switch else None,
-            "gid": account.gid if account.switch else None,
-            "groups": account.groups if account.switch else None,
-            "rlimits": rlimits,
-        }
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            # a free port now may be taken by another process before the server binds it
+            # (many servers starting at once): the server then exits, and is started again
+            # on another port
+            self.port = _free_port(connect_ip)
+            env = self._server_env(account, layout)
+            prefix = env.get("JUPYTERHUB_SERVICE_PREFIX") or "/"
+            spec = {
+                "env": env,
+                "cwd": layout.home,
+                "uid": account.uid if account.switch else None,
+                "gid": account.gid if account.switch else None,
+                "groups": account.groups if account.switch else None,
+                "rlimits": rlimits,
+            }
+            await self._launch_and_release(layout, env, spec, account)
+            self.report_progress(50, "waiting for the server to answer")
+            try:
+                await self._wait_ready(connect_ip, f"{prefix}api", layout.log_fd)
+            except SpawnError:
+                if attempt == PORT_ATTEMPTS or not await self._lost_its_port(connect_ip):
+                    raise
+                self.log.warning(
+                    "The port %s of %s was taken by another process before it could listen; "
+                    "starting it again on another port",
+                    self.port,
+                    self.log_name,
+                )
+                await self.server.kill_all(within=max(1.0, self.stop_timeout))
+                self.server.exit_status = None
+                continue
+            break
+        self.report_progress(100, "server is ready")
+        return f"http://{_url_host(connect_ip)}:{self.port}"
+
+    async def _launch_and_release(
+        self, layout: Layout, env: dict[str, str], spec: dict[str, Any], account: Account
+    ) -> None:
         gate_r, gate_w = os.pipe()
         try:
             pid, argv = await self._launch(layout, env, gate_r, gate_w)
@@ -324,10 +354,18 @@ class LocalProcessSpawner(Spawner):
             await self._release(gate_w, gate_message({**spec, "argv": argv}))
         finally:
             os.close(gate_w)
-        self.report_progress(50, "waiting for the server to answer")
-        await self._wait_ready(connect_ip, f"{prefix}api", layout.log_fd)
-        self.report_progress(100, "server is ready")
-        return f"http://{_url_host(connect_ip)}:{self.port}"
+
+    async def _lost_its_port(self, ip: str) -> bool:
+        """The server exited and its port is held by another process."""
+        if await self.poll() is None:
+            return False
+        family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((ip, self.port))
+            except OSError:
+                return True
+        return False
 
     async def _account(self) -> Account:
         if self.mode == "one-account":

@@ -25,6 +25,7 @@ import pwd
 import resource  # noqa: F401 (for fake_server_main)
 import secrets
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -749,6 +750,54 @@ async def test_a_server_that_exits_at_once_fails_the_start_with_its_log(
     assert "fake server: the configuration is broken" in message
     assert len(message) < 450  # fits the hub's error (500 characters with its prefix)
     assert await spawner.poll() == 3
+
+
+@pytest.mark.parametrize("via", ["exec", "template"])
+async def test_a_port_taken_before_the_server_listens_is_replaced(
+    spawners: Spawners,
+    via: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Another process binds the chosen port first (many servers starting at once): the
+    server cannot listen and exits, and is started again on another port."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        taken_port = taken.getsockname()[1]
+        real_free_port = local._free_port
+        handed: list[int] = []
+
+        def first_taken(ip: str) -> int:
+            port = taken_port if not handed else real_free_port(ip)
+            handed.append(port)
+            return port
+
+        monkeypatch.setattr(local, "_free_port", first_taken)
+        spawner = spawners(via=via)
+        with caplog.at_level(logging.WARNING, logger="spawners.local"):
+            url = await spawner.start()
+        assert handed[0] == taken_port
+        assert len(handed) == 2
+        assert spawner.port == handed[1] != taken_port
+        assert url.endswith(f":{handed[1]}")
+        assert f"The port {taken_port} of" in caplog.text
+        assert (await get(spawner, "info"))["pid"] == spawner.pid
+
+
+async def test_a_server_whose_ports_are_always_taken_fails_and_leaves_nothing(
+    spawners: Spawners, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        taken_port = taken.getsockname()[1]
+        monkeypatch.setattr(local, "_free_port", lambda ip: taken_port)
+        spawner = spawners()
+        with pytest.raises(SpawnError, match="exited"):
+            await spawner.start()
+        assert await spawner.poll() is not None
+        assert not spawner.server.remaining()
 
 
 async def test_a_missing_command_is_a_clear_error(spawners: Spawners) -> None:
