@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session
 from hub.db.models import APIToken, OAuthClient, Service
 from hub.errors import ConfigError
 from hub.log import bounded
+from hub.ops.credentials import drop_client
 from hub.rbac import scopes
 from hub.secrets_hash import hash_token, new_token, token_prefix
 
@@ -258,7 +259,7 @@ def sync_services(session: Session, services: list[ServiceSpec], base_url: str) 
         if name not in wanted:
             log.info("Removing service %s, no longer in the config", name)
             if gone.oauth_client_id:
-                _drop_client(session, gone.oauth_client_id)
+                drop_client(session, gone.oauth_client_id)
             session.delete(gone)
     session.flush()
     for spec in services:
@@ -272,7 +273,7 @@ def sync_services(session: Session, services: list[ServiceSpec], base_url: str) 
         row.oauth_client_id = spec.client_id if spec.oauth else None
         session.flush()
         if old_client and old_client != row.oauth_client_id:
-            _drop_client(session, old_client)
+            drop_client(session, old_client)
         session.execute(delete(APIToken).where(APIToken.service_id == row.id))
         token = spec.api_token or new_token()
         tokens[spec.name] = token
@@ -300,13 +301,6 @@ def _put_client(session: Session, spec: ServiceSpec, token: str, base_url: str) 
     client.secret_hash = hash_token(token)
     client.redirect_uri = spec.redirect_uri(base_url)
     client.allowed_scopes = sorted({spec.access_scope(), *spec.oauth_client_allowed_scopes})
-
-
-def _drop_client(session: Session, client_id: str) -> None:
-    session.execute(delete(APIToken).where(APIToken.client_id == client_id))
-    client = session.scalar(select(OAuthClient).where(OAuthClient.identifier == client_id))
-    if client is not None:
-        session.delete(client)
 
 
 def service_model(

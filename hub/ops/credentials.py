@@ -88,12 +88,16 @@ def revoke(session: Session, server_id: int) -> None:
     if found is None:
         return
     server, user = found
-    ident = client_id(user.name, server.name)
+    drop_client(session, client_id(user.name, server.name))
+    session.flush()
+
+
+def drop_client(session: Session, ident: str) -> None:
+    """Delete an OAuth client and every token issued through it (or made for it)."""
     session.execute(delete(APIToken).where(APIToken.client_id == ident))
     client = session.scalar(select(OAuthClient).where(OAuthClient.identifier == ident))
     if client is not None:
         session.delete(client)
-    session.flush()
 
 
 def end_session(session: Session, user_id: int, session_id: str) -> int:
